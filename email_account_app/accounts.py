@@ -1,0 +1,256 @@
+"""Email Sync Account and Email Sync Domain documents as the engine's settings.
+
+The DocTypes use the engine's field names (core Email Account's), so a document becomes an
+``AccountSettings`` through ``engine.settings.account_from_mapping`` like a TOML table does. What
+is particular to documents lives here: only the engine's fields are passed on (a document carries
+status fields too), the password comes from the encrypted store, empty numbers mean "not set", and
+the servers of a domain (or a well-known provider) fill in an account whose servers are empty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import frappe
+from frappe.utils import get_url
+from frappe.utils.password import get_encryption_key
+
+from .engine.compose import SiteSettings, site_from_accounts
+from .engine.presets import preset_for
+from .engine.settings import (
+	AccountSettings,
+	DomainSettings,
+	account_from_mapping,
+	domain_from_mapping,
+)
+
+ACCOUNT_DOCTYPE = "Email Sync Account"
+DOMAIN_DOCTYPE = "Email Sync Domain"
+
+#: every engine setting of an account; each is a field of Email Sync Account of the same name,
+#: except these, which the document holds differently
+NOT_FIELDS = {"name": "the document's name", "folders": "the imap_folder table"}
+ACCOUNT_FIELDS = tuple(f.name for f in dataclasses.fields(AccountSettings) if f.name not in NOT_FIELDS)
+DOMAIN_FIELDS = tuple(f.name for f in dataclasses.fields(DomainSettings))
+FOLDER_FIELDS = ("folder_name", "append_to", "condition")
+
+#: numbers where 0 (what an empty Int/Float/Data field gives) means "not set": the default applies
+UNSET_WHEN_ZERO = {"incoming_port", "smtp_port", "timeout"}
+DOMAIN_UNSET_WHEN_ZERO = {"incoming_port", "smtp_port", "attachment_limit"}
+
+#: the settings a domain or preset may fill in, by the server field that, when empty, lets them
+INCOMING_SERVER_FIELDS = (
+	"use_imap",
+	"use_ssl",
+	"use_starttls",
+	"incoming_port",
+	"validate_ssl_certificate",
+	"attachment_limit",
+)
+OUTGOING_SERVER_FIELDS = (
+	"smtp_port",
+	"use_tls",
+	"use_ssl_for_outgoing",
+	"append_emails_to_sent_folder",
+	"sent_folder_name",
+)
+
+#: what a thread token and a signed link are signed with: derived from the site's encryption key
+#: (or ``email_sync_secret`` in site_config.json), never the key itself
+SECRET_LABEL = b"email_account_app signed links v1"
+
+
+def _is_unset(value: Any) -> bool:
+	return value is None or value == "" or (not isinstance(value, bool) and value == 0)
+
+
+# -- domains -------------------------------------------------------------------------------------
+
+
+def domain_settings(doc: Mapping[str, Any]) -> DomainSettings:
+	"""An Email Sync Domain (a document or its dict) as the engine's DomainSettings."""
+	data = {
+		key: doc.get(key)
+		for key in DOMAIN_FIELDS
+		if not (key in DOMAIN_UNSET_WHEN_ZERO and _is_unset(doc.get(key)))
+	}
+	return domain_from_mapping(data)
+
+
+def all_domains() -> dict[str, DomainSettings]:
+	"""Every Email Sync Domain, by domain name (a handful of records: read them all)."""
+	rows = frappe.get_all(DOMAIN_DOCTYPE, fields=list(DOMAIN_FIELDS))
+	domains = {}
+	for row in rows:
+		settings = domain_settings(row)
+		domains[settings.domain_name] = settings
+	return domains
+
+
+def _provider(doc: Mapping[str, Any], domains: Mapping[str, DomainSettings]) -> dict[str, Any]:
+	"""What the account's domain (or a preset for its address) fills in."""
+	address_domain = (doc.get("email_id") or "").rpartition("@")[2].lower()
+	named = (doc.get("domain") or "").lower()
+	domain = domains.get(named) or domains.get(address_domain)
+	if domain is not None:
+		return domain.filled()
+	return preset_for(address_domain) or {}
+
+
+def filled_in_fields(doc: Mapping[str, Any], domains: Mapping[str, DomainSettings]) -> set[str]:
+	"""The fields the domain (or preset) sets on this account: all it provides when the account
+	names a domain; else, per direction, those it provides when the account's server is empty."""
+	provided = _provider(doc, domains)
+	if not provided:
+		return set()
+	keys: set[str] = set()
+	for server, group in (
+		("email_server", INCOMING_SERVER_FIELDS),
+		("smtp_server", OUTGOING_SERVER_FIELDS),
+	):
+		if doc.get("domain") or not doc.get(server):
+			keys |= {server, *group} & provided.keys()
+	return keys
+
+
+# -- accounts ------------------------------------------------------------------------------------
+
+
+def account_mapping(
+	doc: Mapping[str, Any],
+	*,
+	password: str | None = None,
+	leave_out: Iterable[str] = (),
+) -> dict[str, Any]:
+	"""The engine's mapping of an Email Sync Account (a document or its dict): only the engine's
+	fields, the folders, and the password (which a document never holds in clear)."""
+	leave_out = set(leave_out)
+	data: dict[str, Any] = {"name": doc.get("name")}
+	for key in ACCOUNT_FIELDS:
+		if key in leave_out or key == "password":
+			continue
+		value = doc.get(key)
+		if key in UNSET_WHEN_ZERO and _is_unset(value):
+			continue
+		data[key] = value
+	if not doc.get("login_id_is_different"):
+		data.pop("login_id", None)
+	data["password"] = password or None
+	data["imap_folder"] = [
+		{key: _row_get(row, key) for key in FOLDER_FIELDS} for row in (doc.get("imap_folder") or [])
+	]
+	return data
+
+
+def _row_get(row: Any, key: str) -> Any:
+	return row.get(key) if hasattr(row, "get") else getattr(row, key, None)
+
+
+def account_settings(
+	doc: Any,
+	*,
+	password: str | None = None,
+	domains: Mapping[str, DomainSettings] | None = None,
+	validate: bool = True,
+) -> AccountSettings:
+	"""An Email Sync Account document as the engine's AccountSettings (ConfigError when it cannot
+	work). ``password`` defaults to the stored one."""
+	if password is None and hasattr(doc, "get_password"):
+		password = doc.get_password("password", raise_exception=False)
+	domains = all_domains() if domains is None else domains
+	leave_out = filled_in_fields(doc, domains)
+	return account_from_mapping(
+		account_mapping(doc, password=password, leave_out=leave_out),
+		name=doc.get("name"),
+		domains=domains,
+		validate=validate,
+	)
+
+
+def load_account(name: str, *, validate: bool = True) -> AccountSettings:
+	"""The settings of a saved account, with its password."""
+	doc = frappe.get_doc(ACCOUNT_DOCTYPE, name)
+	return account_settings(doc, validate=validate)
+
+
+def enabled_account_names(*, incoming: bool = False, outgoing: bool = False) -> list[str]:
+	filters: dict[str, Any] = {"awaiting_password": 0}
+	if incoming:
+		filters["enable_incoming"] = 1
+	if outgoing:
+		filters["enable_outgoing"] = 1
+	return frappe.get_all(ACCOUNT_DOCTYPE, filters=filters, pluck="name", order_by="creation asc")
+
+
+def outgoing_accounts() -> list[AccountSettings]:
+	"""Every account that sends mail and has what it needs; one that cannot is logged and left out."""
+	accounts = []
+	domains = all_domains()
+	for name in enabled_account_names(outgoing=True):
+		try:
+			accounts.append(account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains=domains))
+		except Exception:
+			frappe.log_error(
+				title=f"Email Sync Account {name}: cannot send",
+				reference_doctype=ACCOUNT_DOCTYPE,
+				reference_name=name,
+			)
+	return accounts
+
+
+# -- the site ------------------------------------------------------------------------------------
+
+
+def site_secret() -> str:
+	"""The key signed links (unsubscribe, tracking pixel) are made with, for this site."""
+	configured = frappe.conf.get("email_sync_secret")
+	if configured:
+		return str(configured)
+	key = get_encryption_key().encode()
+	return hashlib.sha256(SECRET_LABEL + b"\0" + key).hexdigest()
+
+
+def site_settings() -> SiteSettings:
+	"""What composing needs of the site: its URL, the signing secret and the Reply-To addresses
+	(the default incoming account, and per DocType the account that appends to it)."""
+	rows = frappe.get_all(
+		ACCOUNT_DOCTYPE,
+		filters={"enable_incoming": 1},
+		fields=["name", "email_id", "default_incoming", "append_to", "use_imap"],
+		order_by="creation asc",
+	)
+	folders = frappe.get_all(
+		"Email Sync Folder",
+		filters={"parenttype": ACCOUNT_DOCTYPE, "append_to": ("is", "set")},
+		fields=["parent", "folder_name", "append_to"],
+		order_by="idx asc",
+	)
+	accounts = []
+	for row in rows:
+		own = [f for f in folders if f.parent == row.name]
+		accounts.append(
+			AccountSettings(
+				name=row.name,
+				email_id=row.email_id,
+				enable_incoming=True,
+				default_incoming=bool(row.default_incoming),
+				append_to=row.append_to,
+				use_imap=bool(row.use_imap),
+				folders=tuple(_folder(f) for f in own),
+			)
+		)
+	return site_from_accounts(
+		accounts,
+		base_url=get_url(),
+		secret=site_secret(),
+		reply_to_subaddress=not frappe.conf.get("email_sync_no_subaddress"),
+	)
+
+
+def _folder(row):
+	from .engine.settings import FolderSettings
+
+	return FolderSettings(row.folder_name, row.append_to)

@@ -1,0 +1,243 @@
+"""`email-account-app send` and `email-account-app flush`: outgoing mail from the command line.
+
+`send` queues one message in the SQLite outbox and sends what is due for that account at once;
+`flush` sends what is due (for a cron job, or after a temporary failure). Both print what
+happened to each message and exit non-zero when a message was not sent to every recipient.
+
+Config keys for sending (the TOML file):
+
+    [accounts.support]
+    enable_outgoing = true
+    smtp_server = "smtp.example.com"    # smtp_port, use_tls (STARTTLS, 587) or use_ssl_for_outgoing (465)
+    default_outgoing = true             # the account `send` uses without --account (one at most)
+    add_signature = true                # with signature = "..." (text or html)
+    send_unsubscribe_message = true     # needs [site] secret
+    track_email_status = true           # needs [site] secret
+    append_emails_to_sent_folder = true # a copy in the IMAP Sent folder (sent_folder_name if not marked)
+
+    [site]                              # optional; needed for unsubscribe links and tracking
+    base_url = "https://erp.example.com"  # where those links point
+    secret_env = "EMAIL_ACCOUNT_APP_SECRET"  # or secret = "..."; signs the links
+    unsubscribe_path = "/api/method/email_account_app.api.unsubscribe"  # default
+    tracking_path = "/api/method/email_account_app.api.track"           # default
+    reply_to_subaddress = true          # Reply-To: support+TOKEN@...; false if the server cannot
+
+Reply-To goes to the default incoming account, or to the account appending to the document's
+DocType (from the [accounts.*] tables).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.table import Table
+
+from .cli import CliState, _prompt, err, out
+from .cli_config import Config, ask_passwords
+from .engine.compose import OutgoingAttachment, OutgoingRequest, SiteSettings, site_from_accounts
+from .engine.errors import ConfigError
+from .engine.outbox import QUEUED, SENT, FlushReport, default_outgoing, flush, queue_mail
+from .sqlite_store import SQLiteStore
+
+_SITE_KEYS = {"base_url", "secret", "secret_env", "unsubscribe_path", "tracking_path", "reply_to_subaddress"}
+
+
+def site_settings(config: Config, env: dict[str, str] | None = None) -> SiteSettings:
+	"""SiteSettings from the optional [site] table and the accounts of ``config``."""
+	env = os.environ if env is None else env
+	table = config.raw.get("site") or {}
+	if not isinstance(table, dict):
+		raise ConfigError(f"{config.path}: [site] must be a table")
+	unknown = set(table) - _SITE_KEYS
+	if unknown:
+		raise ConfigError(f"[site]: unknown key(s): {', '.join(sorted(unknown))}")
+	values = {k: v for k, v in table.items() if k not in ("secret", "secret_env")}
+	secret = table.get("secret")
+	variable = table.get("secret_env")
+	if variable:
+		if variable not in env:
+			raise ConfigError(f"environment variable {variable} ([site] secret_env) is not set")
+		secret = env[variable]
+	if secret is not None:
+		values["secret"] = str(secret)
+	if "reply_to_subaddress" in values and not isinstance(values["reply_to_subaddress"], bool):
+		raise ConfigError("[site] reply_to_subaddress must be true or false")
+	return site_from_accounts(config.accounts.values(), **values)
+
+
+def _read_body(body_file: str | None, html_file: str | None) -> tuple[str | None, str | None]:
+	text = html = None
+	if body_file == "-" or (body_file is None and html_file is None):
+		if body_file is None and sys.stdin.isatty():
+			raise click.UsageError("give the message's text with --body-file FILE, or pipe it in")
+		text = sys.stdin.read()
+	elif body_file:
+		text = _read(body_file)
+	if html_file:
+		html = _read(html_file)
+	return text, html
+
+
+def _read(path: str) -> str:
+	try:
+		return Path(path).read_text("utf-8")
+	except OSError as exc:
+		raise click.BadParameter(f"cannot read {path}: {exc.strerror}") from None
+	except UnicodeDecodeError:
+		raise click.BadParameter(f"{path} is not UTF-8 text") from None
+
+
+def _attachment(path: str) -> OutgoingAttachment:
+	try:
+		return OutgoingAttachment.from_path(path)
+	except OSError as exc:
+		raise click.BadParameter(f"cannot read the attachment {path}: {exc.strerror}") from None
+
+
+@click.command()
+@click.option("--account", "-a", help="Account to send from (default: the default_outgoing one).")
+@click.option("--to", "to", multiple=True, required=True, help="Recipient (repeatable).")
+@click.option("--cc", multiple=True, help="Cc recipient (repeatable).")
+@click.option("--bcc", multiple=True, help="Bcc recipient (repeatable).")
+@click.option("--subject", "-s", required=True)
+@click.option(
+	"--body-file", type=click.Path(dir_okay=False, allow_dash=True), help="Text of the message ('-': stdin)."
+)
+@click.option("--html-file", type=click.Path(dir_okay=False), help="HTML of the message.")
+@click.option("--in-reply-to", help="Message-ID this message answers (threads it onto its document).")
+@click.option(
+	"--attach",
+	multiple=True,
+	type=click.Path(dir_okay=False, exists=True),
+	help="File to attach (repeatable).",
+)
+@click.option(
+	"--db", "db_path", type=click.Path(dir_okay=False), help="SQLite file (default: from the config)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object with the result.")
+@click.pass_obj
+def send(
+	state: CliState,
+	account: str | None,
+	to: tuple[str, ...],
+	cc: tuple[str, ...],
+	bcc: tuple[str, ...],
+	subject: str,
+	body_file: str | None,
+	html_file: str | None,
+	in_reply_to: str | None,
+	attach: tuple[str, ...],
+	db_path: str | None,
+	as_json: bool,
+):
+	"""Queue a message and send it now."""
+	config = state.config
+	settings = config.account(account) if account else default_outgoing(config.accounts.values())
+	text, html = _read_body(body_file, html_file)
+	request = OutgoingRequest(
+		to=to,
+		cc=cc,
+		bcc=bcc,
+		subject=subject,
+		text=text,
+		html=html,
+		in_reply_to=(in_reply_to,) if in_reply_to else (),
+		attachments=tuple(_attachment(p) for p in attach),
+	)
+	ask_passwords(config, [settings.name], _prompt())
+	settings = config.accounts[settings.name]
+	site = site_settings(config)
+	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
+	try:
+		mail = queue_mail(store, settings, site, request)
+		if mail is None:
+			message = "nothing sent: every recipient has unsubscribed"
+			if as_json:
+				click.echo(json.dumps({"queued": None, "ok": False, "error": message}))
+			else:
+				err.print(f"[yellow]{message}[/]")
+			sys.exit(1)
+		report = flush(store, [settings], site)
+	finally:
+		store.close()
+	mine = next((m for m in report.mails if m.name == mail.name), None)
+	if as_json:
+		click.echo(json.dumps({"queued": mail.name, "message_id": mail.message_id, **report.as_dict()}))
+	else:
+		_print_report(report)
+		if mine is None:
+			err.print(f"[yellow]queued as {mail.name}, not sent yet: run `email-account-app flush`[/]")
+	if mine is None or mine.status != SENT or report.errors:
+		sys.exit(1)
+
+
+@click.command(name="flush")
+@click.option(
+	"--account", "-a", multiple=True, help="Account name (repeatable); default: every outgoing one."
+)
+@click.option(
+	"--db", "db_path", type=click.Path(dir_okay=False), help="SQLite file (default: from the config)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object with the results.")
+@click.pass_obj
+def flush_command(state: CliState, account: tuple[str, ...], db_path: str | None, as_json: bool):
+	"""Send the queued messages that are due."""
+	config = state.config
+	if account:
+		accounts = [config.account(name) for name in account]
+	else:
+		accounts = [a for a in config.accounts.values() if a.enable_outgoing]
+		if not accounts:
+			raise ConfigError(f"no account with enable_outgoing in {config.path}")
+	names = [a.name for a in accounts]
+	ask_passwords(config, names, _prompt())
+	site = site_settings(config)
+	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
+	try:
+		report = flush(store, [config.accounts[n] for n in names], site)
+	finally:
+		store.close()
+	if as_json:
+		click.echo(json.dumps(report.as_dict()))
+	else:
+		_print_report(report)
+	if not report.ok:
+		sys.exit(1)
+
+
+def _print_report(report: FlushReport) -> None:
+	for account, error in report.errors.items():
+		err.print(f"[bold red]{account}:[/] {error}", highlight=False)
+	for warning in report.warnings:
+		err.print(f"[yellow]{warning}[/]", highlight=False)
+	if not report.mails:
+		out.print("nothing to send")
+		return
+	table = Table(title="Sent" if report.ok else "Sending", title_justify="left")
+	for column in ("message", "account", "status", "accepted", "detail"):
+		table.add_column(column, overflow="fold")
+	for m in report.mails:
+		color = {SENT: "green", QUEUED: "yellow"}.get(m.status, "red")
+		detail = m.error or ""
+		if m.status == QUEUED and m.next_try:
+			detail = f"will try again at {m.next_try:%Y-%m-%d %H:%M} UTC: {detail}"
+		table.add_row(m.message_id, m.account, f"[{color}]{m.status}[/]", ", ".join(m.accepted), detail)
+	out.print(table)
+
+
+def _register() -> None:
+	"""Add the commands to the CLI's group; also when cli.py runs as __main__ (python -m)."""
+	for name in ("email_account_app.cli", "__main__"):
+		module = sys.modules.get(name)
+		spec = getattr(module, "__spec__", None)
+		group = getattr(module, "main", None)
+		if spec is not None and spec.name == "email_account_app.cli" and isinstance(group, click.Group):
+			group.add_command(send)
+			group.add_command(flush_command)
+
+
+_register()

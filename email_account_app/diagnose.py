@@ -1,0 +1,122 @@
+"""`check`: connect to an account's servers and give a plain verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.table import Table
+
+from .engine.errors import EmailSyncError, FolderMissing
+from .engine.settings import AccountSettings
+
+
+@dataclass
+class Part:
+	"""The result of checking incoming or outgoing."""
+
+	label: str
+	ok: bool = True
+	server: str = ""
+	message: str = ""
+	capabilities: tuple[str, ...] = ()
+	folders: list[tuple[str, Any, Any]] = field(default_factory=list)  # name, messages, unseen
+
+
+@dataclass
+class CheckResult:
+	account: AccountSettings
+	parts: list[Part] = field(default_factory=list)
+
+	@property
+	def ok(self) -> bool:
+		return all(p.ok for p in self.parts)
+
+	def render(self) -> Panel:
+		items: list[Any] = []
+		for part in self.parts:
+			mark = "[green]OK[/]" if part.ok else "[red]FAILED[/]"
+			items.append(f"[bold]{part.label}[/] {part.server}: {mark} {part.message}")
+			if part.capabilities:
+				items.append("  capabilities: " + " ".join(part.capabilities))
+			if part.folders:
+				table = Table(show_edge=False, pad_edge=False)
+				table.add_column("folder")
+				table.add_column("messages", justify="right")
+				table.add_column("unseen", justify="right")
+				for name, messages, unseen in part.folders:
+					table.add_row(name, str(messages), str(unseen))
+				items.append(table)
+		if not self.parts:
+			items.append("neither incoming nor outgoing is enabled: nothing to check")
+		verdict = "[green]works[/]" if self.ok else "[red]needs attention[/]"
+		return Panel(Group(*items), title=f"{self.account.name} <{self.account.email_id}>: {verdict}")
+
+
+def _guarded(part: Part, work: Callable[[Part], None]) -> Part:
+	try:
+		work(part)
+	except EmailSyncError as exc:
+		part.ok = False
+		part.message = f"{exc.title}: {exc}"
+	return part
+
+
+def _check_imap(account: AccountSettings, part: Part) -> None:
+	from .engine.transports.imap import ImapMailbox
+
+	with ImapMailbox(account) as mailbox:
+		part.capabilities = tuple(mailbox.capabilities())
+		wanted = {f.folder_name for f in account.sync_folders}
+		for info in mailbox.list_folders():
+			if "\\Noselect" in info.flags or "\\NonExistent" in info.flags:
+				continue
+			status = mailbox.folder_status(info.name)
+			name = info.name + (" (synced)" if info.name in wanted else "")
+			part.folders.append((name, status.messages, status.unseen))
+		missing = wanted - {f.name for f in mailbox.list_folders()}
+		if missing:
+			raise FolderMissing(
+				f"folder(s) to sync not on the server: {', '.join(sorted(missing))}",
+				hint="Fix the folder names in the account's settings.",
+			)
+		part.message = f"logged in as {account.login}"
+
+
+def _check_pop3(account: AccountSettings, part: Part) -> None:
+	from .engine.transports.pop3 import Pop3Mailbox
+
+	with Pop3Mailbox(account) as mailbox:
+		part.capabilities = tuple(mailbox.capabilities())
+		count, size = mailbox.stat()
+		part.folders.append(("INBOX", count, "-"))
+		part.message = f"logged in as {account.login}; {count} message(s), {size / 1024 / 1024:.1f} MB"
+
+
+def _check_smtp(account: AccountSettings, part: Part) -> None:
+	from .engine.transports.smtp import SmtpSender
+
+	with SmtpSender(account) as sender:
+		part.capabilities = tuple(sender.capabilities())
+		part.message = (
+			"connected (no authentication)"
+			if account.no_smtp_authentication
+			else f"logged in as {account.login}"
+		)
+
+
+def check_account(account: AccountSettings) -> CheckResult:
+	result = CheckResult(account)
+	if account.enable_incoming:
+		protocol = "IMAP" if account.use_imap else "POP3"
+		part = Part(f"Incoming ({protocol})", server=f"{account.email_server}:{account.port}")
+		result.parts.append(
+			_guarded(part, lambda p: (_check_imap if account.use_imap else _check_pop3)(account, p))
+		)
+	if account.enable_outgoing:
+		part = Part("Outgoing (SMTP)", server=f"{account.smtp_server}:{account.outgoing_port}")
+		result.parts.append(_guarded(part, lambda p: _check_smtp(account, p)))
+	return result

@@ -1,0 +1,376 @@
+"""A pull: new mail from one account's mailbox into the Store, exactly once.
+
+Per folder: read the cursor (uidvalidity, last uid), ask the server only for newer UIDs (or the
+unseen ones, or the initial sync count on a first run), fetch them in batches with BODY.PEEK so
+nothing is marked read by fetching, parse, route, and hand each message to the Store, which
+commits the message, what it creates and the cursor together. Only then, in UNSEEN mode, is the
+message flagged \\Seen on the server. A message that fails is recorded with its raw bytes and the
+error, and the pull goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import EmailSyncError, TransportError
+from .parsing import IncomingMessage, parse_message
+from .routing import Router
+from .settings import AccountSettings, FolderSettings
+from .store import Cursor, Decision, DocRef, Location, Store
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+
+ProgressCallback = Callable[[str, int, int], None]  # (folder, done, total)
+
+
+@dataclass
+class MessageReport:
+	"""What happened to one message (kept for --json and --dry-run)."""
+
+	message_id: str
+	action: str  # created, linked, stored, bounced, skipped, duplicate, failed
+	reason: str = ""
+	rule: str | None = None
+	document: DocRef | None = None
+	folder: str = ""
+	uid: str = ""
+	subject: str = ""
+	sender: str = ""
+
+	def as_dict(self) -> dict[str, Any]:
+		data = dataclasses.asdict(self)
+		data["document"] = (
+			{"doctype": self.document.doctype, "name": self.document.name} if self.document else None
+		)
+		return data
+
+
+@dataclass
+class AccountReport:
+	"""The outcome of pulling one account."""
+
+	name: str
+	fetched: int = 0
+	stored: int = 0
+	duplicates: int = 0
+	skipped: int = 0
+	failed: int = 0
+	created: int = 0
+	linked: int = 0
+	error: str | None = None
+	error_title: str | None = None
+	messages: list[MessageReport] = field(default_factory=list)
+	keep_messages: bool = False
+
+	@property
+	def ok(self) -> bool:
+		return self.error is None and self.failed == 0
+
+	def add(self, item: MessageReport) -> None:
+		if item.action in ("created", "linked", "stored", "bounced"):
+			self.stored += 1
+			self.created += item.action == "created"
+			self.linked += item.action == "linked"
+		elif item.action == "duplicate":
+			self.duplicates += 1
+		elif item.action == "skipped":
+			self.skipped += 1
+		elif item.action == "failed":
+			self.failed += 1
+		if self.keep_messages:
+			self.messages.append(item)
+
+	def as_dict(self, *, messages: bool = False) -> dict[str, Any]:
+		data: dict[str, Any] = {
+			"name": self.name,
+			"fetched": self.fetched,
+			"stored": self.stored,
+			"duplicates": self.duplicates,
+			"skipped": self.skipped,
+			"failed": self.failed,
+			"created": self.created,
+			"linked": self.linked,
+			"error": self.error,
+		}
+		if messages:
+			data["messages"] = [m.as_dict() for m in self.messages]
+		return data
+
+
+_ACTION_OF_DECISION = {"create": "created", "link": "linked", "store": "stored", "bounce": "bounced"}
+
+
+class Puller:
+	"""Pulls one account into a Store. ``mailbox_factory(account)`` opens the incoming mailbox
+	(a seam for tests); by default IMAP or POP3 per the account."""
+
+	def __init__(
+		self,
+		account: AccountSettings,
+		store: Store,
+		*,
+		mailbox_factory: Callable[[AccountSettings], Any] | None = None,
+		router: Router | None = None,
+		dry_run: bool = False,
+		keep_messages: bool = False,
+		progress: ProgressCallback | None = None,
+		batch_size: int = BATCH_SIZE,
+	):
+		self.account = account
+		self.store = store
+		self.mailbox_factory = mailbox_factory or _open_incoming
+		self.router = router or Router(account, store)
+		self.dry_run = dry_run
+		self.progress = progress
+		self.batch_size = batch_size
+		self.report = AccountReport(account.name, keep_messages=keep_messages or dry_run)
+
+	# -- entry ---------------------------------------------------------------------------------
+
+	def run(self) -> AccountReport:
+		try:
+			with self.mailbox_factory(self.account) as mailbox:
+				if self.account.use_imap:
+					for folder in self.account.sync_folders:
+						self._pull_imap_folder(mailbox, folder)
+				else:
+					self._pull_pop3(mailbox)
+		except EmailSyncError as exc:
+			self.report.error = str(exc)
+			self.report.error_title = exc.title
+			log.warning("pull of %s stopped: %s", self.account.name, exc)
+		return self.report
+
+	# -- IMAP ----------------------------------------------------------------------------------
+
+	def _pull_imap_folder(self, mailbox, folder: FolderSettings) -> None:
+		unseen = self.account.email_sync_option == "UNSEEN"
+		name = folder.folder_name
+		status = mailbox.select(name, readonly=self.dry_run or not unseen)
+		cursor = self.store.get_cursor(self.account.name, name)
+		same = cursor is not None and cursor.uidvalidity == status.uidvalidity
+		last_uid = cursor.last_uid if same else 0
+		seen_uid = (cursor.seen_uid if same else None) if unseen else None
+		if unseen and same and not self.dry_run and (seen_uid or 0) < last_uid:
+			seen_uid = self._flag_committed(mailbox, name, status.uidvalidity, seen_uid or 0, last_uid)
+		uids = self._uids_to_fetch(mailbox, status.uidvalidity, cursor, unseen)
+		# Every UID below UIDNEXT (as of the SELECT) that needed reading is in ``uids``: once they are
+		# handled, the cursor may move up to UIDNEXT - 1.
+		high = max(last_uid, (status.uidnext or 1) - 1)
+		if not uids:
+			if not self.dry_run and (not same or high > last_uid):
+				self.store.set_cursor(
+					self.account.name, name, Cursor(status.uidvalidity, high, seen_uid and high)
+				)
+			return
+
+		sizes = mailbox.fetch_sizes(uids)
+		total, done = len(uids), 0
+		for chunk in _chunks(uids, self.batch_size):
+			for uid, raw, oversized in self._fetch_chunk(mailbox, chunk, sizes):
+				last_uid = max(last_uid, uid)
+				location = Location(name, status.uidvalidity, str(uid))
+				self._handle(
+					location,
+					raw,
+					folder,
+					Cursor(status.uidvalidity, last_uid, seen_uid),
+					oversized=oversized,
+					size=sizes.get(uid),
+				)
+			done += len(chunk)
+			if not self.dry_run:
+				# UIDs the server no longer had (expunged while we read) move the cursor on too
+				last_uid = max(last_uid, chunk[-1])
+				if unseen:
+					mailbox.mark_seen(list(chunk))
+					seen_uid = last_uid
+				self.store.set_cursor(self.account.name, name, Cursor(status.uidvalidity, last_uid, seen_uid))
+			if self.progress:
+				self.progress(name, done, total)
+		if not self.dry_run and high > last_uid:
+			self.store.set_cursor(
+				self.account.name, name, Cursor(status.uidvalidity, high, seen_uid and high)
+			)
+
+	def _flag_committed(self, mailbox, folder: str, uidvalidity: int, seen_uid: int, last_uid: int) -> int:
+		"""Flag \\Seen what an interrupted pull committed but did not get to flag."""
+		pending = mailbox.search(["UNSEEN", "UID", f"{seen_uid + 1}:{last_uid}"])
+		known = self.store.known_uids(self.account.name, folder, uidvalidity)
+		committed = [uid for uid in pending if seen_uid < uid <= last_uid and str(uid) in known]
+		if committed:
+			mailbox.mark_seen(committed)
+		self.store.set_cursor(self.account.name, folder, Cursor(uidvalidity, last_uid, last_uid))
+		return last_uid
+
+	def _uids_to_fetch(self, mailbox, uidvalidity: int, cursor: Cursor | None, unseen: bool) -> list[int]:
+		if cursor is not None and cursor.uidvalidity == uidvalidity:
+			return mailbox.uids_above(cursor.last_uid, unseen_only=unseen)
+		uids = mailbox.search(["UNSEEN"] if unseen else ["ALL"])
+		if cursor is None:
+			count = self.account.initial_sync_count
+			return uids[-count:] if count else uids
+		# UIDVALIDITY changed: every UID is new to us. Fetch only the Message-IDs and skip the
+		# messages we already hold, so nothing is stored twice and nothing is missed.
+		log.info(
+			"%s: UIDVALIDITY changed (%s -> %s): resyncing",
+			self.account.name,
+			cursor.uidvalidity,
+			uidvalidity,
+		)
+		ids = mailbox.fetch_message_ids(uids)
+		known = self.store.known_message_ids(self.account.name, [i for i in ids.values() if i])
+		return [uid for uid in uids if not ids.get(uid) or ids[uid] not in known]
+
+	def _fetch_chunk(
+		self, mailbox, chunk: Sequence[int], sizes: dict[int, int]
+	) -> Iterator[tuple[int, bytes, bool]]:
+		"""(uid, raw, oversized) in uid order; an oversized message yields only its headers."""
+		limit = self.account.message_size_limit
+		big = {uid for uid in chunk if limit and sizes.get(uid, 0) > limit}
+		small = [uid for uid in chunk if uid not in big]
+		fetched = mailbox.iter_raw(small, sizes=sizes, batch_size=self.batch_size) if small else iter(())
+		pending = next(fetched, None)
+		for uid in chunk:
+			if uid in big:
+				yield uid, mailbox.fetch_headers(uid), True
+				continue
+			while pending is not None and pending[0] < uid:
+				pending = next(fetched, None)
+			if pending is not None and pending[0] == uid:
+				yield uid, pending[1], False
+				pending = next(fetched, None)
+
+	# -- POP3 ----------------------------------------------------------------------------------
+
+	def _pull_pop3(self, mailbox) -> None:
+		folder = self.account.sync_folders[0]
+		cursor = self.store.get_cursor(self.account.name, folder.folder_name)
+		known = self.store.known_uids(self.account.name, folder.folder_name, 0)
+		new = [(number, uidl) for number, uidl in mailbox.list_uidls() if uidl not in known]
+		marker = Cursor(0, 0)
+		count = self.account.initial_sync_count
+		if cursor is None and count and len(new) > count:
+			older, new = new[:-count], new[-count:]
+			if not self.dry_run:
+				self.store.ignore_uids(
+					self.account.name, folder.folder_name, 0, [u for _, u in older], marker
+				)
+		if not new:
+			if cursor is None and not self.dry_run:
+				self.store.set_cursor(self.account.name, folder.folder_name, marker)
+			return
+		sizes = mailbox.sizes()
+		limit = self.account.message_size_limit
+		for done, (number, uidl) in enumerate(new, 1):
+			oversized = bool(limit and sizes.get(number, 0) > limit)
+			raw = mailbox.top(number, 0) if oversized else mailbox.retrieve(number)
+			location = Location(folder.folder_name, 0, uidl)
+			self._handle(location, raw, folder, marker, oversized=oversized, size=sizes.get(number))
+			if self.progress:
+				self.progress(folder.folder_name, done, len(new))
+
+	# -- one message ---------------------------------------------------------------------------
+
+	def _handle(
+		self,
+		location: Location,
+		raw: bytes,
+		folder: FolderSettings,
+		cursor: Cursor,
+		*,
+		oversized: bool = False,
+		size: int | None = None,
+	) -> bool:
+		"""Parse, route and store one message. True when it was committed."""
+		self.report.fetched += 1
+		message_id = None
+		try:
+			message = self._parse(raw, oversized=oversized, size=size)
+			message_id = message.message_id
+			decision = self.router.decide(message, folder)
+			item = self._store(location, message, decision, cursor)
+		except TransportError:
+			raise
+		except Exception as exc:
+			log.exception("%s: message %s failed", self.account.name, location)
+			error = f"{type(exc).__name__}: {exc}"
+			if not self.dry_run:
+				self.store.record_failure(
+					self.account.name, location, raw, error, cursor, message_id=message_id
+				)
+			item = MessageReport(
+				message_id or "", "failed", reason=error, folder=location.folder, uid=location.uid
+			)
+		self.report.add(item)
+		return True
+
+	def _parse(self, raw: bytes, *, oversized: bool, size: int | None) -> IncomingMessage:
+		message = parse_message(
+			raw, attachment_limit=self.account.attachment_limit_bytes, received_at=datetime.now(timezone.utc)
+		)
+		if not oversized:
+			return message
+		limit_mb = (self.account.message_size_limit or 0) / 1024 / 1024
+		note = (
+			f"This message is {(size or 0) / 1024 / 1024:.1f} MB, over this account's limit of "
+			f"{limit_mb:.0f} MB, so only its headers were downloaded. Open it in a mail client to read it."
+		)
+		return dataclasses.replace(
+			message,
+			text_content=note,
+			reply_text=note,
+			html_content="",
+			warnings=(*message.warnings, note),
+		)
+
+	def _store(
+		self, location: Location, message: IncomingMessage, decision: Decision, cursor: Cursor
+	) -> MessageReport:
+		item = MessageReport(
+			message.message_id,
+			_ACTION_OF_DECISION.get(decision.action, "skipped"),
+			reason=decision.reason,
+			rule=decision.rule,
+			document=decision.document,
+			folder=location.folder,
+			uid=location.uid,
+			subject=message.subject,
+			sender=message.sender.email if message.sender else "",
+		)
+		if self.dry_run:
+			if self.store.known_message_ids(self.account.name, [message.message_id]):
+				item.action, item.reason = "duplicate", "already imported"
+			return item
+		if decision.action == "skip":
+			result = self.store.record_skip(self.account.name, location, message, decision.reason, cursor)
+		else:
+			result = self.store.save_received(self.account.name, location, message, decision, cursor)
+		if result.duplicate:
+			item.action, item.reason = "duplicate", "already imported"
+		elif result.document is not None:
+			item.document = result.document
+		return item
+
+
+def pull_account(account: AccountSettings, store: Store, **kwargs) -> AccountReport:
+	"""Pull one account; never raises for a mail-server problem (it is in the report's ``error``)."""
+	return Puller(account, store, **kwargs).run()
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+	for start in range(0, len(items), size):
+		yield items[start : start + size]
+
+
+def _open_incoming(account: AccountSettings):
+	from .transports import open_incoming
+
+	return open_incoming(account)

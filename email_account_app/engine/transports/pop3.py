@@ -1,0 +1,180 @@
+"""A POP3 mailbox on poplib: connect, log in, list by UIDL, retrieve. It never deletes anything.
+
+Every failure comes out as one of the engine's errors (see ``_errors``), with a message that says
+what to do and never the password.
+"""
+
+from __future__ import annotations
+
+import logging
+import poplib
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from ..errors import EmailSyncError, TLSFailed
+from ..settings import AccountSettings
+from . import (
+	connection_lost,
+	login_failed,
+	network_error,
+	require_encodable_password,
+	scrub,
+	server_refused,
+	tls_context,
+)
+
+log = logging.getLogger(__name__)
+
+#: (host, port, ssl, ssl_context, timeout) -> a connected, not yet logged-in POP3 client
+ClientFactory = Callable[[str, int, bool, "ssl.SSLContext | None", float], poplib.POP3]
+
+# poplib refuses lines over 2048 bytes; real mail (HTML above all) has longer ones.
+poplib._MAXLINE = max(poplib._MAXLINE, 1024 * 1024)
+
+
+def _default_factory(
+	host: str, port: int, use_ssl: bool, context: ssl.SSLContext | None, timeout: float
+) -> poplib.POP3:
+	if use_ssl:
+		return poplib.POP3_SSL(host, port, timeout=timeout, context=context)
+	return poplib.POP3(host, port, timeout=timeout)
+
+
+class Pop3Mailbox:
+	"""One logged-in POP3 session; use it as a context manager."""
+
+	def __init__(self, account: AccountSettings, *, client_factory: ClientFactory | None = None):
+		self.account = account
+		self.server = f"{account.email_server}:{account.port}"
+		self._factory = client_factory or _default_factory
+		self._client: poplib.POP3 | None = None
+		self._logged_in = False
+
+	# -- session -------------------------------------------------------------------------------
+
+	def __enter__(self) -> Pop3Mailbox:
+		self.open()
+		return self
+
+	def __exit__(self, *exc_info: object) -> None:
+		self.close()
+
+	def open(self) -> None:
+		"""Connect (SSL, STARTTLS or plain text) and log in with USER/PASS."""
+		try:
+			with self._errors("connect"):
+				self._connect()
+			with self._errors("log in", login=True):
+				self._login()
+		except BaseException:
+			self.close()
+			raise
+
+	def close(self) -> None:
+		"""QUIT (which deletes nothing, as nothing was marked); quiet on a dead connection."""
+		client, self._client, self._logged_in = self._client, None, False
+		if client is None:
+			return
+		try:
+			client.quit()
+		except Exception as exc:
+			log.debug("QUIT on %s failed (%s); closing the connection", self.server, exc)
+			try:
+				client.close()
+			except Exception:
+				pass
+
+	def _connect(self) -> None:
+		acct = self.account
+		secure = acct.use_ssl or acct.use_starttls
+		context = tls_context(acct.ca_file, acct.validate_ssl_certificate) if secure else None
+		mode = "SSL" if acct.use_ssl else "STARTTLS" if acct.use_starttls else "plain text"
+		log.debug("connecting to %s (%s)", self.server, mode)
+		self._client = self._factory(acct.email_server, acct.port, acct.use_ssl, context, acct.timeout)
+		if acct.use_starttls:
+			if "STLS" not in self.capabilities():
+				raise TLSFailed(
+					f"{self.server} does not offer STARTTLS (STLS).",
+					hint="Use SSL (port 995), or turn off use_starttls to send everything in plain text.",
+				)
+			self._client.stls(context)
+
+	def _login(self) -> None:
+		require_encodable_password(self.account)
+		self._client.user(self.account.login)
+		self._client.pass_(self.account.password or "")
+		self._logged_in = True
+		log.debug("logged in to %s as %s", self.server, self.account.login)
+
+	@contextmanager
+	def _errors(self, action: str, *, login: bool = False) -> Iterator[None]:
+		"""Turn what poplib, ssl and socket raise into the engine's errors."""
+		acct = self.account
+		try:
+			yield
+		except EmailSyncError:
+			raise
+		except poplib.error_proto as exc:
+			detail = exc.args[0] if exc.args else ""
+			if not isinstance(detail, bytes):  # poplib's own words: EOF, line too long
+				raise connection_lost(self.server, str(detail), connecting=not self._logged_in) from exc
+			words = scrub(detail.decode("utf-8", "replace").strip(), acct.password)
+			if login:
+				raise login_failed(self.server, acct.login, words) from exc
+			raise server_refused(self.server, action, words) from exc
+		except OSError as exc:
+			connecting = not self._logged_in
+			raise network_error(
+				exc, acct.email_server, acct.port, acct.timeout, connecting=connecting
+			) from exc
+
+	# -- mailbox -------------------------------------------------------------------------------
+
+	def capabilities(self) -> tuple[str, ...]:
+		"""CAPA, as "NAME arg ..." strings; () from a server without CAPA."""
+		with self._errors("list its capabilities"):
+			try:
+				caps = self._client.capa()
+			except poplib.error_proto:  # poplib turns every CAPA failure into "not supported"
+				return ()
+		return tuple(" ".join([name, *args]) for name, args in caps.items())
+
+	def stat(self) -> tuple[int, int]:
+		"""(number of messages, total size in bytes)."""
+		with self._errors("count the messages"):
+			return self._client.stat()
+
+	def list_uidls(self) -> list[tuple[int, str]]:
+		"""(message number, UIDL) of every message, in server order."""
+		with self._errors("list message UIDLs"):
+			_resp, lines, _octets = self._client.uidl()
+		return [(int(number), uidl.decode("utf-8", "replace")) for number, uidl in _pairs(lines)]
+
+	def sizes(self) -> dict[int, int]:
+		"""Message number -> size in bytes (LIST)."""
+		with self._errors("list message sizes"):
+			_resp, lines, _octets = self._client.list()
+		return {int(number): int(size) for number, size in _pairs(lines)}
+
+	def retrieve(self, number: int) -> bytes:
+		"""The whole message (RETR), lines ending in CRLF, byte-stuffing undone."""
+		with self._errors(f"give message {number}"):
+			_resp, lines, _octets = self._client.retr(number)
+		return _joined(lines)
+
+	def top(self, number: int, lines: int = 0) -> bytes:
+		"""The headers and the first ``lines`` lines of the body (TOP)."""
+		with self._errors(f"give the top of message {number}"):
+			_resp, got, _octets = self._client.top(number, lines)
+		return _joined(got)
+
+
+def _pairs(lines: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
+	for line in lines:
+		first, _, rest = line.strip().partition(b" ")
+		yield first, rest.strip()
+
+
+def _joined(lines: list[bytes]) -> bytes:
+	return b"".join(line + b"\r\n" for line in lines)

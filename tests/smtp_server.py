@@ -1,0 +1,253 @@
+"""Real SMTP servers on loopback for the tests: aiosmtpd in threads, as its own tests run it.
+
+Three servers for the test session, each with a handler that records every message it accepts:
+- ``smtp_starttls``: port-587 style, STARTTLS required, AUTH required (over TLS only);
+- ``smtp_ssl``: port-465 style, TLS from the first byte (SMTPS), AUTH required;
+- ``smtp_plain``: port-25 style, no TLS, no AUTH.
+Their certificate comes from a trustme CA (``server.ca_file``). Per test, a server can refuse
+chosen recipients (4xx or 5xx), answer DATA with a code, drop the connection at DATA, or
+announce a small SIZE; ``server.connections`` counts the TCP connections it took.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+HOST = "127.0.0.1"
+#: login -> password the servers with AUTH accept (the Dovecot users' too, for the round trip)
+SMTP_USERS = {
+	"support@example.com": "smtp-secret",
+	"alice@example.com": "alice-pass",
+	"bob@example.com": "bob-pass",
+	"zoe@example.com": "pässwörd",
+}
+
+
+@dataclass(frozen=True)
+class Delivery:
+	"""One message the server accepted."""
+
+	mail_from: str
+	rcpt_tos: tuple[str, ...]
+	content: bytes
+	connection: int
+	secure: bool
+	login: str | None
+
+
+class Recorder:
+	"""The aiosmtpd handler: records deliveries and misbehaves on request."""
+
+	def __init__(self):
+		self.lock = threading.Lock()
+		self.reset()
+
+	def reset(self) -> None:
+		with self.lock:
+			self.deliveries: list[Delivery] = []
+			self.rcpt_replies: dict[str, str] = {}
+			self.data_reply: str | None = None
+			self.drop_at_data = False
+			self.size_limit: int | None = 33554432
+			self.connections = 0
+			self.failed_logins: list[str] = []
+
+	# -- controls ---------------------------------------------------------------------------
+
+	def refuse(self, address: str, reply: str) -> None:
+		"""Answer RCPT TO:<address> with ``reply`` (e.g. "550 5.1.1 No such user")."""
+		with self.lock:
+			self.rcpt_replies[address.lower()] = reply
+
+	# -- hooks ------------------------------------------------------------------------------
+
+	async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+		reply = self.rcpt_replies.get(address.lower())
+		if reply:
+			return reply
+		envelope.rcpt_tos.append(address)
+		envelope.rcpt_options.extend(rcpt_options)
+		return "250 OK"
+
+	async def handle_DATA(self, server, session, envelope):
+		if self.drop_at_data:
+			server.transport.close()
+			return "421 4.3.0 going away"
+		if self.data_reply:
+			return self.data_reply
+		login = session.auth_data if session.authenticated else None
+		with self.lock:
+			self.deliveries.append(
+				Delivery(
+					envelope.mail_from,
+					tuple(envelope.rcpt_tos),
+					envelope.original_content,
+					getattr(server, "connection_number", 0),
+					session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None,
+					login if isinstance(login, str) else None,
+				)
+			)
+		return "250 2.0.0 Message accepted for delivery"
+
+	def authenticate(self, server, session, envelope, mechanism, auth_data):
+		if isinstance(auth_data, LoginPassword):
+			login, password = auth_data.login.decode("utf-8"), auth_data.password.decode("utf-8")
+			if SMTP_USERS.get(login) == password:
+				return AuthResult(success=True, auth_data=login)
+			with self.lock:
+				self.failed_logins.append(login)
+		return AuthResult(success=False, handled=False)
+
+
+class _Controller(Controller):
+	"""A Controller that counts connections and takes the handler's SIZE limit per connection."""
+
+	def factory(self):
+		handler: Recorder = self.handler
+		with handler.lock:
+			handler.connections += 1
+			number = handler.connections
+		with warnings.catch_warnings():  # "AUTH without requiring TLS": the SMTPS server is TLS throughout
+			warnings.simplefilter("ignore", UserWarning)
+			smtp = SMTP(handler, **{**self.SMTP_kwargs, "data_size_limit": handler.size_limit})
+		smtp.connection_number = number
+		return smtp
+
+
+def _free_port() -> int:
+	with socket.socket() as s:
+		s.bind((HOST, 0))
+		return s.getsockname()[1]
+
+
+class SmtpServer:
+	"""One running aiosmtpd and what a test needs of it."""
+
+	def __init__(self, mode: str, ca: trustme.CA, ca_file: str):
+		self.mode = mode  # starttls | ssl | plain
+		self.host = HOST
+		self.ca_file = ca_file
+		self.handler = Recorder()
+		cert = ca.issue_cert("localhost", HOST)
+		context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+		cert.configure_cert(context)
+		kwargs: dict = {"hostname": "mx.test"}
+		if mode == "starttls":
+			kwargs.update(
+				tls_context=context,
+				require_starttls=True,
+				authenticator=self.handler.authenticate,
+				auth_required=True,
+			)
+		elif mode == "ssl":
+			# TLS from the first byte: aiosmtpd sees no STARTTLS, so it must be told AUTH is fine
+			kwargs.update(authenticator=self.handler.authenticate, auth_required=True, auth_require_tls=False)
+		for _attempt in range(3):
+			self.port = _free_port()
+			self.controller = _Controller(
+				self.handler,
+				hostname=HOST,
+				port=self.port,
+				ssl_context=context if mode == "ssl" else None,
+				server_kwargs=kwargs,
+			)
+			try:
+				self.controller.start()
+				break
+			except OSError:
+				continue
+		self.handler.reset()
+
+	def stop(self) -> None:
+		self.controller.stop()
+
+	# -- for the tests ------------------------------------------------------------------------
+
+	@property
+	def deliveries(self) -> list[Delivery]:
+		with self.handler.lock:
+			return list(self.handler.deliveries)
+
+	@property
+	def connections(self) -> int:
+		return self.handler.connections
+
+	def reset(self) -> None:
+		self.handler.reset()
+
+	def refuse(self, address: str, reply: str) -> None:
+		self.handler.refuse(address, reply)
+
+	def answer_data(self, reply: str | None) -> None:
+		self.handler.data_reply = reply
+
+	def drop_at_data(self, drop: bool = True) -> None:
+		self.handler.drop_at_data = drop
+
+	def limit_size(self, size: int | None) -> None:
+		self.handler.size_limit = size
+
+	def received_by(self, address: str) -> list[Delivery]:
+		return [d for d in self.deliveries if address.lower() in (r.lower() for r in d.rcpt_tos)]
+
+	def account(self, address: str = "support@example.com", **overrides) -> dict:
+		"""A mapping for ``account_from_mapping`` that sends through this server."""
+		data = {
+			"email_id": address,
+			"enable_outgoing": True,
+			"smtp_server": HOST,
+			"smtp_port": self.port,
+			"use_tls": self.mode == "starttls",
+			"use_ssl_for_outgoing": self.mode == "ssl",
+			"no_smtp_authentication": self.mode == "plain",
+			"ca_file": self.ca_file,
+			"timeout": 10,
+		}
+		if self.mode != "plain":
+			data["password"] = SMTP_USERS.get(address, "smtp-secret")
+		data.update(overrides)
+		return data
+
+
+@pytest.fixture(scope="session")
+def smtp_servers() -> Iterator[dict[str, SmtpServer]]:
+	directory = Path(tempfile.mkdtemp(prefix="email-sync-smtp-"))
+	ca = trustme.CA()
+	ca_file = str(directory / "ca.pem")
+	ca.cert_pem.write_to_path(ca_file)
+	servers = {mode: SmtpServer(mode, ca, ca_file) for mode in ("starttls", "ssl", "plain")}
+	try:
+		yield servers
+	finally:
+		for server in servers.values():
+			server.stop()
+
+
+@pytest.fixture
+def smtp_starttls(smtp_servers) -> SmtpServer:
+	smtp_servers["starttls"].reset()
+	return smtp_servers["starttls"]
+
+
+@pytest.fixture
+def smtp_ssl(smtp_servers) -> SmtpServer:
+	smtp_servers["ssl"].reset()
+	return smtp_servers["ssl"]
+
+
+@pytest.fixture
+def smtp_plain(smtp_servers) -> SmtpServer:
+	smtp_servers["plain"].reset()
+	return smtp_servers["plain"]
