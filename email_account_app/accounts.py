@@ -15,10 +15,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import frappe
-from frappe.utils import get_url
+from frappe import _
+from frappe.utils import escape_html, get_url
 from frappe.utils.password import get_encryption_key
 
 from .engine.compose import SiteSettings, site_from_accounts
+from .engine.errors import ConfigError
 from .engine.presets import preset_for
 from .engine.settings import (
 	AccountSettings,
@@ -61,6 +63,20 @@ OUTGOING_SERVER_FIELDS = (
 #: what a thread token and a signed link are signed with: derived from the site's encryption key
 #: (or ``email_sync_secret`` in site_config.json), never the key itself
 SECRET_LABEL = b"email_account_app signed links v1"
+
+
+class InvalidEmailSyncSettings(frappe.ValidationError):
+	"""Settings of an Email Sync Account or Domain that cannot work."""
+
+
+def throw_config_error(exc: ConfigError) -> None:
+	"""The engine's list of problems, in its plain words, as the form's error."""
+	items = "".join(f"<li>{escape_html(problem)}</li>" for problem in exc.problems)
+	frappe.throw(
+		_("These settings cannot work: {0}").format(f"<ul>{items}</ul>"),
+		exc=InvalidEmailSyncSettings,
+		title=_("Invalid settings"),
+	)
 
 
 def _is_unset(value: Any) -> bool:

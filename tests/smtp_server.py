@@ -143,7 +143,7 @@ class SmtpServer:
 		cert = ca.issue_cert("localhost", HOST)
 		context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 		cert.configure_cert(context)
-		kwargs: dict = {"hostname": "mx.test"}
+		kwargs: dict = {}
 		if mode == "starttls":
 			kwargs.update(
 				tls_context=context,
@@ -160,8 +160,9 @@ class SmtpServer:
 				self.handler,
 				hostname=HOST,
 				port=self.port,
+				server_hostname="mx.test",
 				ssl_context=context if mode == "ssl" else None,
-				server_kwargs=kwargs,
+				**kwargs,
 			)
 			try:
 				self.controller.start()

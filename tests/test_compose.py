@@ -65,11 +65,11 @@ def parsed(raw: bytes):
 
 def html_of(raw: bytes) -> str:
 	body = parsed(raw).get_body(("html",))
-	return body.get_content() if body is not None else ""
+	return body.get_content().replace("\r\n", "\n") if body is not None else ""
 
 
 def text_of(raw: bytes) -> str:
-	return parsed(raw).get_body(("plain",)).get_content()
+	return parsed(raw).get_body(("plain",)).get_content().replace("\r\n", "\n")
 
 
 # -- From ------------------------------------------------------------------------------------
@@ -454,7 +454,8 @@ def test_any_subject_and_name_without_line_breaks_round_trip(subject, name):
 	message = parse_message(mail.raw)
 	assert message.subject == " ".join(subject.split()) or message.subject == subject
 	assert message.sender.email == "jane@example.com"
-	assert " ".join(message.sender.name.split()) == " ".join(name.split()) or not name.strip()
+	# RFC 2047 readers drop the space between two encoded words; the stdlib's reader keeps it
+	assert "".join(message.sender.name.split()) == "".join(name.split())
 
 
 @settings(max_examples=100, deadline=None)

@@ -63,7 +63,7 @@ for _name in ("message-id", "in-reply-to", "references", "list-unsubscribe", "li
 	_HEADERS.map_to_type(_name, _TokenListHeader)
 _POLICY = email.policy.SMTP.clone(header_factory=_HEADERS)
 _LINE_BREAK = re.compile(r"[\r\n]")
-_LOOKS_LIKE_HTML = re.compile(r"<(?:[a-zA-Z][a-zA-Z0-9]*\b[^>]*|/[a-zA-Z][a-zA-Z0-9]*\s*)>")
+_LOOKS_LIKE_HTML = re.compile(r"<(?:[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?|/[a-zA-Z][a-zA-Z0-9]*\s*)>")
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 

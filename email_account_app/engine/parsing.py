@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 import html2text
 import nh3
-from email_reply_parser import EmailReplyParser
+from email_reply_parser import EmailMessage as _ReplyMessage
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,13 @@ _VERBATIM = email.policy.default.clone(refold_source="none")
 _TEXT_HEADER = _POLICY.header_factory["x-text"]
 _ADDRESS_HEADER = _POLICY.header_factory["to"]
 _MIME_TYPES = mimetypes.MimeTypes()  # the built-in table only: the same names on every machine
+for _type, _extension in (
+	("message/delivery-status", ".txt"),
+	("message/disposition-notification", ".txt"),
+	("text/rfc822-headers", ".txt"),
+	("text/calendar", ".ics"),
+):
+	_MIME_TYPES.add_type(_type, _extension)
 
 HEADER_VALUE_LIMIT = 8 * 1024  # per value kept in IncomingMessage.headers
 HEADER_PARSE_LIMIT = 64 * 1024  # a structured header (To, Cc, References...) is read up to this
@@ -56,7 +63,7 @@ _QUOTE_START = re.compile(
 	r"|Messaggio originale|Oorspronkelijk bericht|Originalmeddelande)[ \t]*-{3,}"
 	r"|_{20,}[ \t]*\n(?:[ \t]*\n)*[ \t]*\**(?:From|Von|De|Da|Van):"
 	r"|\**(?:From|Von|De):\**[ \t].*\n[ \t]*\**(?:Sent|Gesendet|Envoyé|Enviado|Date):\**[ \t]"
-	r"|(?-i:On)[ \t][^\n]{1,300}(?:\n[^\n]{1,300})?[ \t]wrote:[ \t]*$"
+	r"|(?-i:On)[ \t][^\n]{1,300}(?:\n[^\n]{0,300})?\swrote:[ \t]*$"
 	r")",
 	re.MULTILINE | re.IGNORECASE,
 )
@@ -68,6 +75,14 @@ _AUTO_SENDERS = {
 	"do-not-reply": "noreply",
 	"donotreply": "noreply",
 }
+
+_DEFECT_WORDS = {
+	"StartBoundaryNotFoundDefect": "the MIME boundary was not found; the body was read as one text",
+	"CloseBoundaryNotFoundDefect": "the closing MIME boundary is missing; the message may be cut off",
+	"MissingHeaderBodySeparatorDefect": "a header line is malformed; what follows it was read as the body",
+	"NoBoundaryInMultipartDefect": "a multipart part has no boundary; it was read as one text",
+}
+_QUIET_DEFECTS = {"MultipartInvariantViolationDefect"}  # follows one of the above, says nothing more
 
 _HTML_TAGS = nh3.ALLOWED_TAGS | {"tfoot"}
 _HTML_ATTRIBUTES = {
@@ -541,6 +556,7 @@ def _html_to_text(content: str, warnings: list[str]) -> str:
 	converter = html2text.HTML2Text()
 	converter.body_width = 0
 	converter.ignore_images = True
+	converter.ignore_tables = True  # mail uses tables for layout, not for data
 	try:
 		return converter.handle(content).strip("\n")
 	except Exception as exc:  # html2text has choked on odd tables before
@@ -548,14 +564,20 @@ def _html_to_text(content: str, warnings: list[str]) -> str:
 		return html.unescape(nh3.clean(content, tags=set())).strip()
 
 
+class _ReplyReader(_ReplyMessage):
+	"""email-reply-parser without its search for an "On ... wrote:" header broken over lines: that
+	regex backtracks for minutes on a long text with many "On"s. _QUOTE_START finds those headers."""
+
+	MULTI_QUOTE_HDR_REGEX_MULTILINE = re.compile(r"(?!)")
+
+
 def extract_reply(text: str) -> str:
-	"""The new part of a reply: the text before the quoted message; all of it when nothing is quoted."""
+	"""The new part of a reply: the text before the quoted message, without a signature; all of it
+	when that leaves nothing."""
 	start = _QUOTE_START.search(text)
 	if start is not None and text[: start.start()].strip():
 		text = text[: start.start()]
-	elif start is None and ">" not in text and "wrote:" not in text:
-		return text.strip()
-	return EmailReplyParser.parse_reply(text).strip() or text.strip()
+	return _ReplyReader(text).read().reply.strip() or text.strip()
 
 
 # -- attachments -----------------------------------------------------------------------------
@@ -657,13 +679,17 @@ def _human_size(size: int) -> str:
 
 
 def _defect_warnings(parts: list[Message]) -> list[str]:
-	"""The parser's complaints in plain words: "StartBoundaryNotFoundDefect" -> "start boundary not found"."""
+	"""The parser's complaints in plain words."""
 	found = []
 	for part in parts:
 		for defect in part.defects:
-			words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(defect).__name__.removesuffix("Defect")).lower()
-			detail = str(defect)
-			found.append(f"{words}: {detail}" if detail and detail.lower() != words else words)
+			name = type(defect).__name__
+			if name in _DEFECT_WORDS:
+				found.append(_DEFECT_WORDS[name])
+			elif name not in _QUIET_DEFECTS:  # "InvalidBase64PaddingDefect" -> "invalid base64 padding"
+				words = re.sub(r"(?<!^)(?=[A-Z])", " ", name.removesuffix("Defect")).lower()
+				detail = str(defect)
+				found.append(f"{words}: {detail}" if detail and detail.lower() != words else words)
 	return found
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -167,14 +168,14 @@ class Puller:
 		if not uids:
 			if not self.dry_run and (not same or high > last_uid):
 				self.store.set_cursor(
-					self.account.name, name, Cursor(status.uidvalidity, high, seen_uid and high)
+					self.account.name, name, Cursor(status.uidvalidity, high, high if unseen else None)
 				)
 			return
 
 		sizes = mailbox.fetch_sizes(uids)
 		total, done = len(uids), 0
-		for chunk in _chunks(uids, self.batch_size):
-			for uid, raw, oversized in self._fetch_chunk(mailbox, chunk, sizes):
+		for chunk, items in self._read_ahead(mailbox, uids, sizes):
+			for uid, raw, oversized in items:
 				last_uid = max(last_uid, uid)
 				location = Location(name, status.uidvalidity, str(uid))
 				self._handle(
@@ -190,15 +191,15 @@ class Puller:
 				# UIDs the server no longer had (expunged while we read) move the cursor on too
 				last_uid = max(last_uid, chunk[-1])
 				if unseen:
-					mailbox.mark_seen(list(chunk))
-					seen_uid = last_uid
+					self._pending_seen.extend(chunk)
+					seen_uid = self._flagged_through or seen_uid
 				self.store.set_cursor(self.account.name, name, Cursor(status.uidvalidity, last_uid, seen_uid))
 			if self.progress:
 				self.progress(name, done, total)
-		if not self.dry_run and high > last_uid:
-			self.store.set_cursor(
-				self.account.name, name, Cursor(status.uidvalidity, high, seen_uid and high)
-			)
+		if not self.dry_run:
+			# everything read is now flagged (UNSEEN mode), and the cursor may move up to UIDNEXT - 1
+			seen_uid = max(high, last_uid) if unseen else None
+			self.store.set_cursor(self.account.name, name, Cursor(status.uidvalidity, max(high, last_uid), seen_uid))
 
 	def _flag_committed(self, mailbox, folder: str, uidvalidity: int, seen_uid: int, last_uid: int) -> int:
 		"""Flag \\Seen what an interrupted pull committed but did not get to flag."""
@@ -228,6 +229,34 @@ class Puller:
 		ids = mailbox.fetch_message_ids(uids)
 		known = self.store.known_message_ids(self.account.name, [i for i in ids.values() if i])
 		return [uid for uid in uids if not ids.get(uid) or ids[uid] not in known]
+
+	def _read_ahead(
+		self, mailbox, uids: Sequence[int], sizes: dict[int, int]
+	) -> Iterator[tuple[Sequence[int], list[tuple[int, bytes, bool]]]]:
+		"""(chunk, its messages), fetching the next chunk while the caller works on this one.
+
+		One fetch at a time is in flight on the connection; between two fetches (the connection
+		idle) the UIDs committed so far are flagged \\Seen. Memory holds at most two chunks.
+		"""
+		self._pending_seen: list[int] = []
+		self._flagged_through: int | None = None
+		chunks = list(_chunks(uids, self.batch_size))
+		with ThreadPoolExecutor(1, thread_name_prefix="email-sync-fetch") as reader:
+			ahead = reader.submit(lambda c: list(self._fetch_chunk(mailbox, c, sizes)), chunks[0])
+			for index, chunk in enumerate(chunks):
+				items = ahead.result()
+				self._flag_pending(mailbox)
+				if index + 1 < len(chunks):
+					ahead = reader.submit(lambda c: list(self._fetch_chunk(mailbox, c, sizes)), chunks[index + 1])
+				yield chunk, items
+				del items
+			self._flag_pending(mailbox)
+
+	def _flag_pending(self, mailbox) -> None:
+		if self._pending_seen:
+			mailbox.mark_seen(self._pending_seen)
+			self._flagged_through = max(self._pending_seen)
+			self._pending_seen = []
 
 	def _fetch_chunk(
 		self, mailbox, chunk: Sequence[int], sizes: dict[int, int]

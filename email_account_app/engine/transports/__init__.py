@@ -55,6 +55,14 @@ def tls_context(ca_file: str | None, validate: bool) -> ssl.SSLContext:
 	return context
 
 
+def security_of(account: AccountSettings) -> tuple[str, ssl.SSLContext | None]:
+	"""How the incoming connection is protected ("SSL", "STARTTLS" or "plain text"), and its TLS context."""
+	if not (account.use_ssl or account.use_starttls):
+		return "plain text", None
+	context = tls_context(account.ca_file, account.validate_ssl_certificate)
+	return ("SSL" if account.use_ssl else "STARTTLS"), context
+
+
 def require_encodable_password(account: AccountSettings) -> None:
 	"""Refuse, before sending anything, a login that cannot go as ASCII when it has to."""
 	if account.password_encoding == "ascii" and not (account.login + (account.password or "")).isascii():

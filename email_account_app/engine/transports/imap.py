@@ -31,8 +31,8 @@ from . import (
 	network_error,
 	require_encodable_password,
 	scrub,
+	security_of,
 	server_refused,
-	tls_context,
 )
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,7 @@ class ImapMailbox:
 
 	def _connect(self) -> None:
 		acct = self.account
-		secure = acct.use_ssl or acct.use_starttls
-		context = tls_context(acct.ca_file, acct.validate_ssl_certificate) if secure else None
-		mode = "SSL" if acct.use_ssl else "STARTTLS" if acct.use_starttls else "plain text"
+		mode, context = security_of(acct)
 		log.debug("connecting to %s (%s)", self.server, mode)
 		timeout = SocketTimeout(connect=acct.timeout, read=acct.timeout)
 		self._client = self._factory(acct.email_server, acct.port, acct.use_ssl, context, timeout)

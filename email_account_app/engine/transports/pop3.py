@@ -20,8 +20,8 @@ from . import (
 	network_error,
 	require_encodable_password,
 	scrub,
+	security_of,
 	server_refused,
-	tls_context,
 )
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,7 @@ class Pop3Mailbox:
 
 	def _connect(self) -> None:
 		acct = self.account
-		secure = acct.use_ssl or acct.use_starttls
-		context = tls_context(acct.ca_file, acct.validate_ssl_certificate) if secure else None
-		mode = "SSL" if acct.use_ssl else "STARTTLS" if acct.use_starttls else "plain text"
+		mode, context = security_of(acct)
 		log.debug("connecting to %s (%s)", self.server, mode)
 		self._client = self._factory(acct.email_server, acct.port, acct.use_ssl, context, acct.timeout)
 		if acct.use_starttls:

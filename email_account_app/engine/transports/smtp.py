@@ -31,7 +31,14 @@ from ..errors import (
 	TransportError,
 )
 from ..settings import AccountSettings
-from . import APP_PASSWORD_HINT, TLS_CHOICE_HINT, network_error, scrub, tls_context
+from . import (
+	APP_PASSWORD_HINT,
+	TLS_CHOICE_HINT,
+	network_error,
+	require_encodable_password,
+	scrub,
+	tls_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +188,7 @@ class SmtpSender:
 				hint="Turn on no_smtp_authentication if this server takes mail without a login; many "
 				"servers offer a login only over TLS (use_tls or use_ssl_for_outgoing).",
 			)
+		require_encodable_password(account)
 		password = account.password or ""
 		if password.isascii() and account.login.isascii():
 			smtp.login(account.login, password)

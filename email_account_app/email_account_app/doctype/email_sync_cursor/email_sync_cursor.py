@@ -1,0 +1,16 @@
+# Copyright (c) 2026, email_account_app developers
+# License: MIT. See license.txt
+
+import frappe
+from frappe.model.document import Document
+
+
+class EmailSyncCursor(Document):
+	# begin: auto-generated types
+	# end: auto-generated types
+
+	pass
+
+
+def on_doctype_update():
+	frappe.db.add_unique("Email Sync Cursor", ["account", "folder"], "unique_account_folder")

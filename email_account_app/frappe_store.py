@@ -1,0 +1,1073 @@
+"""The engine's Store and Outbox protocols on a Frappe site.
+
+The same semantics as ``sqlite_store.SQLiteStore`` + ``sqlite_outbox``, on documents:
+
+- a received message is a Communication (core's fields: communication_medium "Email",
+  sent_or_received, message_id, in_reply_to, reference_doctype/name, timeline links, the
+  ``email_sync_account`` custom field), its attachments private Files attached to it, and, for a
+  new thread of an account that appends to a DocType, a new document of that DocType made the way
+  core makes one (the DocType's subject_field, sender_field and sender_name_field);
+- every message an account handled (received, sent, skipped, failed, or left out as older than the
+  initial sync) is an Email Sync Message, with unique indexes on (account, Message-ID) and
+  (account, folder, UIDVALIDITY, UID): the ledger that recognises a message seen before, also
+  under two pulls at once, and threads replies (thread tokens, normalised subjects);
+- folder cursors are Email Sync Cursor records; the outbox is Email Sync Outbox with a child row
+  per recipient; unsubscribes and auto-replies have a DocType each.
+
+Transactions: each method that changes state runs in a savepoint and, when the store commits
+(the default, for the background jobs), commits at its end: a message, what it created and the
+folder cursor are durable together before the engine flags the message \\Seen on the server, and a
+failure rolls all of it back. Only the database is rolled back: files written for attachments of a
+message that then failed stay on disk (as they do for core's receive).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import frappe
+from frappe.utils import cint, escape_html, get_system_timezone
+
+from .engine.compose import format_address, text_to_html
+from .engine.outbox import FINAL, QUEUED, SENDING, SentRecord
+from .engine.parsing import IncomingMessage, normalize_subject
+from .engine.store import CommunicationRef, Cursor, Decision, DocRef, Location, OutgoingMail, SaveResult
+
+ACCOUNT = "Email Sync Account"
+CURSOR = "Email Sync Cursor"
+MESSAGE = "Email Sync Message"
+OUTBOX = "Email Sync Outbox"
+OUTBOX_RECIPIENT = "Email Sync Outbox Recipient"
+UNSUBSCRIBE = "Email Sync Unsubscribe"
+AUTO_REPLY = "Email Sync Auto Reply"
+COMMUNICATION = "Communication"
+#: the custom field on Communication that names the Email Sync Account it came in or went out by
+ACCOUNT_FIELD = "email_sync_account"
+
+# Email Sync Message statuses
+RECEIVED, SENT_STATUS, SKIPPED, FAILED, IGNORED = "Received", "Sent", "Skipped", "Failed", "Ignored"
+THREAD_STATUSES = (RECEIVED, SENT_STATUS)
+
+#: the fields of each DocType this module reads or writes (checked against the JSON by the plain
+#: test tests/test_doctype_json.py, so a renamed field cannot go unnoticed)
+FIELDS_USED = {
+	CURSOR: ("account", "folder", "uidvalidity", "last_uid", "seen_uid"),
+	MESSAGE: (
+		"account",
+		"status",
+		"subject",
+		"sender",
+		"date",
+		"communication",
+		"reference_doctype",
+		"reference_name",
+		"rule",
+		"reason",
+		"message_id",
+		"thread_token",
+		"participants",
+		"folder",
+		"uidvalidity",
+		"uid",
+		"message_key",
+		"subject_key",
+		"error",
+		"raw_file",
+	),
+	OUTBOX: (
+		"account",
+		"status",
+		"subject",
+		"message_id",
+		"communication",
+		"envelope_from",
+		"raw",
+		"retries",
+		"next_try",
+		"claimed_at",
+		"error",
+		"sent_copy",
+		"reference_doctype",
+		"reference_name",
+		"thread_token",
+		"skipped",
+		"recipients",
+	),
+	OUTBOX_RECIPIENT: ("email", "status", "code", "server_text", "raw"),
+	UNSUBSCRIBE: ("email", "account", "reference_doctype", "reference_name"),
+	AUTO_REPLY: ("account", "thread_key", "thread_hash", "sender", "sent_on"),
+}
+
+#: a Communication's delivery_status takes only core's options: the outbox's words, mapped
+DELIVERY_STATUS_OPTIONS = {
+	"Queued": "Sending",
+	"Sending": "Sending",
+	"Sent": "Sent",
+	"Partly Sent": "Rejected",  # some recipients refused it; the outbox entry says which
+	"Error": "Error",
+	"Delayed": "Delayed",
+	"Opened": "Opened",
+	"Bounced": "Bounced",
+}
+KEEP_DELIVERY_STATUS = ("Opened", "Bounced")
+#: statuses of a document that a customer's reply turns back to "Open" (core itself does "Replied")
+REOPEN_STATUSES = ("Replied", "Closed", "Resolved")
+NO_SUBJECT = "(no subject)"
+CHUNK = 500
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def key(value: str) -> str:
+	"""A fixed-length key for a value too long to index (Message-IDs, subjects)."""
+	return hashlib.sha1(value.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def to_db(value: datetime | None) -> datetime | None:
+	"""An aware datetime as the site stores one: naive, in the system time zone."""
+	if value is None:
+		return None
+	if value.tzinfo is None:
+		value = value.replace(tzinfo=timezone.utc)
+	return value.astimezone(ZoneInfo(get_system_timezone())).replace(tzinfo=None)
+
+
+def from_db(value: Any) -> datetime | None:
+	"""A datetime the site stored (naive, system time zone) as an aware one in UTC."""
+	if not value:
+		return None
+	if isinstance(value, str):
+		value = frappe.utils.get_datetime(value)
+	return value.replace(tzinfo=ZoneInfo(get_system_timezone())).astimezone(timezone.utc)
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK):
+	for start in range(0, len(items), size):
+		yield items[start : start + size]
+
+
+def doctype_exists(doctype: str | None) -> bool:
+	return bool(doctype) and bool(frappe.db.exists("DocType", doctype))
+
+
+def appendable_doctypes() -> list[str]:
+	"""DocTypes mail may be appended to: "Email Append To" on (in the DocType or by Customize
+	Form), as core's Email Account allows, plus those apps name in the ``email_append_to`` hook."""
+	names = set(
+		frappe.get_all("DocType", filters={"istable": 0, "issingle": 0, "email_append_to": 1}, pluck="name")
+	)
+	names.update(
+		frappe.get_all(
+			"Property Setter", filters={"property": "email_append_to", "value": "1"}, pluck="doc_type"
+		)
+	)
+	names.update(frappe.get_hooks("email_append_to") or [])
+	return sorted(name for name in names if doctype_exists(name))
+
+
+def email_fields(doctype: str) -> frappe._dict:
+	"""The DocType's subject_field, sender_field and sender_name_field (as core reads them)."""
+	meta = frappe.get_meta(doctype)
+	return frappe._dict(
+		subject_field=meta.get("subject_field"),
+		sender_field=meta.get("sender_field"),
+		sender_name_field=meta.get("sender_name_field"),
+	)
+
+
+def _participants(*groups: Iterable[str]) -> str:
+	seen: dict[str, None] = {}
+	for group in groups:
+		for address in group:
+			if address:
+				seen.setdefault(address.strip().lower(), None)
+	return ",".join(seen)
+
+
+def _b64(data: bytes | None) -> str | None:
+	return base64.b64encode(data).decode("ascii") if data is not None else None
+
+
+def _unb64(text: str | None) -> bytes | None:
+	return base64.b64decode(text) if text else None
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+class FrappeStore:
+	"""The Store and Outbox protocols on this site's documents.
+
+	``commit``: commit at the end of each method that changes state (the background jobs). With
+	False the caller owns the transaction (the tests, which roll back).
+	"""
+
+	def __init__(self, *, commit: bool = True):
+		self.commit = commit
+		self._doctypes: list[str] | None = None
+
+	# -- transactions --------------------------------------------------------------------------
+
+	@contextmanager
+	def _transaction(self):
+		"""One transaction per call: a savepoint, rolled back on any error; committed at the end
+		(a message must be durable before the engine flags it \\Seen on the server)."""
+		savepoint = f"email_sync_{frappe.generate_hash(length=8)}"
+		frappe.db.savepoint(savepoint)
+		try:
+			yield
+		except BaseException:
+			frappe.db.rollback(save_point=savepoint)
+			raise
+		if self.commit:
+			frappe.db.commit()  # nosemgrep: one transaction per message, see the module's docstring
+		else:
+			frappe.db.release_savepoint(savepoint)
+
+	# -- cursors -------------------------------------------------------------------------------
+
+	def get_cursor(self, account: str, folder: str) -> Cursor | None:
+		row = frappe.db.get_value(
+			CURSOR, {"account": account, "folder": folder}, ["uidvalidity", "last_uid", "seen_uid"], as_dict=True
+		)
+		if not row:
+			return None
+		return Cursor(cint(row.uidvalidity), cint(row.last_uid), cint(row.seen_uid) or None)
+
+	def set_cursor(self, account: str, folder: str, cursor: Cursor) -> None:
+		with self._transaction():
+			self._put_cursor(account, folder, cursor)
+
+	def _put_cursor(self, account: str, folder: str, cursor: Cursor | None) -> None:
+		if cursor is None:
+			return
+		values = {"uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "seen_uid": cursor.seen_uid or 0}
+		name = frappe.db.get_value(CURSOR, {"account": account, "folder": folder})
+		if name:
+			frappe.db.set_value(CURSOR, name, values)
+			return
+		frappe.get_doc({"doctype": CURSOR, "account": account, "folder": folder, **values}).insert(
+			ignore_permissions=True
+		)
+
+	# -- identity ------------------------------------------------------------------------------
+
+	def known_message_ids(self, account: str, message_ids: Iterable[str]) -> set[str]:
+		ids = list(dict.fromkeys(i for i in message_ids if i))
+		known: set[str] = set()
+		for part in _chunks(ids):
+			keys = {key(i): i for i in part}
+			rows = frappe.get_all(
+				MESSAGE, filters={"account": account, "message_key": ("in", list(keys))}, pluck="message_key"
+			)
+			known.update(keys[k] for k in rows)
+			# a failed message keeps its Message-ID outside the unique key (it may succeed elsewhere)
+			known.update(
+				frappe.get_all(
+					MESSAGE,
+					filters={"account": account, "status": FAILED, "message_id": ("in", part)},
+					pluck="message_id",
+				)
+			)
+		return known
+
+	def known_uids(self, account: str, folder: str, uidvalidity: int) -> set[str]:
+		return set(
+			frappe.get_all(
+				MESSAGE,
+				filters={"account": account, "folder": folder, "uidvalidity": uidvalidity},
+				pluck="uid",
+			)
+		)
+
+	def ignore_uids(
+		self, account: str, folder: str, uidvalidity: int, uids: Iterable[str], cursor: Cursor | None
+	) -> None:
+		"""Older POP3 mail than the initial sync count: remembered (not fetched) in one insert."""
+		uids = list(dict.fromkeys(uids))
+		with self._transaction():
+			self._put_cursor(account, folder, cursor)
+			if not uids:
+				return
+			now = frappe.utils.now_datetime()
+			user = frappe.session.user
+			fields = ["name", "creation", "modified", "owner", "modified_by", "account", "status"]
+			fields += ["folder", "uidvalidity", "uid", "reason"]
+			reason = "older than the initial sync count: not imported"
+			rows = [
+				(frappe.generate_hash(), now, now, user, user, account, IGNORED, folder, uidvalidity, uid, reason)
+				for uid in uids
+			]
+			frappe.db.bulk_insert(MESSAGE, fields, rows, ignore_duplicates=True)
+
+	def _exists(self, account: str, message_id: str | None, location: Location | None) -> bool:
+		if message_id and frappe.db.exists(MESSAGE, {"account": account, "message_key": key(message_id)}):
+			return True
+		if location is not None:
+			return bool(
+				frappe.db.exists(
+					MESSAGE,
+					{
+						"account": account,
+						"folder": location.folder,
+						"uidvalidity": location.uidvalidity,
+						"uid": location.uid,
+					},
+				)
+			)
+		return False
+
+	# -- threading -----------------------------------------------------------------------------
+
+	_REF_FIELDS = (
+		"communication",
+		"account",
+		"message_id",
+		"status",
+		"reference_doctype",
+		"reference_name",
+		"subject",
+		"sender",
+		"thread_token",
+		"message_key",
+		"participants",
+	)
+
+	def _ref(self, row) -> CommunicationRef:
+		document = DocRef(row.reference_doctype, row.reference_name) if row.reference_name else None
+		return CommunicationRef(
+			name=row.communication or "",
+			account=row.account,
+			message_id=row.message_id or "",
+			sent_or_received="Sent" if row.status == SENT_STATUS else "Received",
+			document=document,
+			subject=row.subject or "",
+			sender=row.sender or "",
+			thread_token=row.thread_token,
+		)
+
+	def find_by_message_ids(self, account: str, message_ids: Sequence[str]) -> CommunicationRef | None:
+		ids = [i for i in dict.fromkeys(message_ids) if i]
+		if not ids:
+			return None
+		keys = {key(i): i for i in ids}
+		rows = frappe.get_all(
+			MESSAGE,
+			filters={"account": account, "message_key": ("in", list(keys)), "status": ("in", THREAD_STATUSES)},
+			fields=list(self._REF_FIELDS),
+		)
+		by_id = {keys[row.message_key]: row for row in rows}
+		for message_id in ids:
+			if message_id in by_id:
+				return self._ref(by_id[message_id])
+		return None
+
+	def find_by_thread_token(self, account: str, token: str) -> CommunicationRef | None:
+		rows = frappe.get_all(
+			MESSAGE,
+			filters={"account": account, "thread_token": token, "status": ("in", THREAD_STATUSES)},
+			fields=list(self._REF_FIELDS),
+			order_by="creation asc",
+			limit=1,
+		)
+		return self._ref(rows[0]) if rows else None
+
+	def find_by_subject(
+		self, account: str, normalized_subject: str, sender: str, since: datetime
+	) -> CommunicationRef | None:
+		sender = sender.strip().lower()
+		rows = frappe.get_all(
+			MESSAGE,
+			filters={
+				"account": account,
+				"subject_key": key(normalized_subject),
+				"date": (">=", to_db(since)),
+				"status": ("in", THREAD_STATUSES),
+			},
+			fields=list(self._REF_FIELDS),
+			order_by="date desc",
+			limit=50,
+		)
+		for row in rows:
+			if sender in (row.participants or "").split(","):
+				return self._ref(row)
+		return None
+
+	def document_exists(self, ref: DocRef) -> bool:
+		if not doctype_exists(ref.doctype) or frappe.get_meta(ref.doctype).istable:
+			return False
+		return bool(frappe.db.exists(ref.doctype, ref.name))
+
+	def document_doctypes(self) -> Iterable[str]:
+		if self._doctypes is None:
+			names = set(appendable_doctypes())
+			names.update(frappe.get_all(ACCOUNT, filters={"append_to": ("is", "set")}, pluck="append_to"))
+			names.update(
+				frappe.get_all("Email Sync Folder", filters={"append_to": ("is", "set")}, pluck="append_to")
+			)
+			self._doctypes = sorted(n for n in names if doctype_exists(n))
+		return self._doctypes
+
+	# -- saving ---------------------------------------------------------------------------------
+
+	def save_received(
+		self,
+		account: str,
+		location: Location,
+		message: IncomingMessage,
+		decision: Decision,
+		cursor: Cursor | None,
+	) -> SaveResult:
+		try:
+			with self._transaction():
+				self._put_cursor(account, location.folder, cursor)
+				if self._exists(account, message.message_id, location):
+					return SaveResult(None, duplicate=True)
+				return self._save_received(account, location, message, decision)
+		except frappe.UniqueValidationError:
+			# another pull of the same account stored it first (the unique indexes said so)
+			frappe.clear_last_message()
+			if cursor is not None:
+				self.set_cursor(account, location.folder, cursor)
+			return SaveResult(None, duplicate=True)
+
+	def _save_received(
+		self, account: str, location: Location, message: IncomingMessage, decision: Decision
+	) -> SaveResult:
+		document, created = decision.document, False
+		if document is not None and not self.document_exists(document):
+			document = None
+		if decision.action == "create" and decision.append_to and doctype_exists(decision.append_to):
+			document, created = self._create_document(decision.append_to, message), True
+		elif decision.action == "link" and document is not None:
+			self._reopen(document)
+		communication = self._insert_communication(account, location, message, decision, document)
+		token = decision.thread_token or (decision.thread.thread_token if decision.thread else None)
+		self._log(
+			account,
+			RECEIVED,
+			message_id=message.message_id,
+			location=location,
+			subject=message.subject,
+			sender=message.sender_email,
+			participants=_participants(
+				[message.sender_email], [a.email for a in message.to], [a.email for a in message.cc]
+			),
+			date=message.date,
+			communication=communication,
+			document=document,
+			thread_token=token,
+			rule=decision.rule,
+			reason=decision.reason,
+		)
+		if decision.action == "bounce" and decision.bounced is not None and decision.bounced.name:
+			self._set_delivery_status(decision.bounced.name, "Bounced", force=True)
+		return SaveResult(communication, document=document, created=created)
+
+	def _log(
+		self,
+		account: str,
+		status: str,
+		*,
+		message_id: str | None,
+		location: Location | None = None,
+		subject: str = "",
+		sender: str = "",
+		participants: str = "",
+		date: datetime | None = None,
+		communication: str | None = None,
+		document: DocRef | None = None,
+		thread_token: str | None = None,
+		rule: str | None = None,
+		reason: str | None = None,
+		error: str | None = None,
+	):
+		doc = frappe.get_doc(
+			{
+				"doctype": MESSAGE,
+				"account": account,
+				"status": status,
+				"message_id": message_id,
+				# a failed message's id stays outside the unique key: it may yet arrive elsewhere
+				"message_key": key(message_id) if message_id and status != FAILED else None,
+				"folder": location.folder if location else None,
+				"uidvalidity": location.uidvalidity if location else 0,
+				"uid": location.uid if location else None,
+				"subject": subject or "",
+				"subject_key": key(normalize_subject(subject)) if subject else None,
+				"sender": (sender or "")[:140],
+				"participants": participants,
+				"date": to_db(date) if date else frappe.utils.now_datetime(),
+				"communication": communication,
+				"reference_doctype": document.doctype if document else None,
+				"reference_name": document.name if document else None,
+				"thread_token": thread_token,
+				"rule": rule,
+				"reason": reason,
+				"error": error,
+			}
+		)
+		doc.insert(ignore_permissions=True)
+		return doc
+
+	def _insert_communication(
+		self,
+		account: str,
+		location: Location,
+		message: IncomingMessage,
+		decision: Decision,
+		document: DocRef | None,
+	) -> str:
+		sender = message.sender
+		settings = frappe.db.get_value(ACCOUNT, account, ["create_contact", "use_imap"], as_dict=True) or {}
+		if settings.get("create_contact") and sender and sender.email:
+			from frappe.core.doctype.communication.communication import get_contacts
+
+			get_contacts([message.sender_email], auto_create_contact=True)
+		comm = frappe.get_doc(
+			{
+				"doctype": COMMUNICATION,
+				"communication_type": "Communication",
+				"communication_medium": "Email",
+				"sent_or_received": "Received",
+				"subject": message.subject or NO_SUBJECT,
+				"content": message.html_content or text_to_html(message.text_content or ""),
+				"text_content": message.text_content,
+				"sender": message.sender_email or None,
+				"sender_full_name": sender.name if sender and sender.name else None,
+				"recipients": ", ".join(format_address(a.email, a.name) for a in message.to) or None,
+				"cc": ", ".join(format_address(a.email, a.name) for a in message.cc) or None,
+				"message_id": message.message_id,
+				"in_reply_to": self._communication_name(decision.thread.name if decision.thread else None),
+				"communication_date": to_db(message.date),
+				"reference_doctype": document.doctype if document else None,
+				"reference_name": document.name if document else None,
+				"has_attachment": int(message.has_attachment),
+				"email_status": "Open",
+				"imap_folder": location.folder if settings.get("use_imap") else None,
+				# automatic mail (an out-of-office, a bounce) needs no "unreplied" notice
+				"unread_notification_sent": int(bool(message.auto_submitted or message.bounce)),
+				ACCOUNT_FIELD: account,
+			}
+		)
+		comm.flags.in_receive = True
+		comm.flags.skip_add_signature = True
+		for link in decision.timeline_links:
+			if self.document_exists(link):
+				comm.add_link(link.doctype, link.name)
+		comm.insert(ignore_permissions=True)
+		notes = self._attach(comm.name, message)
+		content = self._inline_images(comm.content or "", notes["inline"])
+		if notes["dropped"]:
+			content += _dropped_note(notes["dropped"])
+		if content != (comm.content or ""):
+			comm.db_set("content", content, update_modified=False)
+		return comm.name
+
+	@staticmethod
+	def _communication_name(name: str | None) -> str | None:
+		return name if name and frappe.db.exists(COMMUNICATION, name) else None
+
+	def _attach(self, communication: str, message: IncomingMessage) -> dict[str, Any]:
+		"""Each attachment as a private File of the communication; one that is too large for the
+		site (or was dropped by the attachment limit) becomes a note in the content instead."""
+		from frappe.exceptions import MaxFileSizeReachedError
+
+		inline: dict[str, str] = {}
+		dropped: list[tuple[str, str]] = []
+		for attachment in message.attachments:
+			if attachment.content is None:
+				dropped.append((attachment.filename, attachment.dropped_reason or "not kept"))
+				continue
+			file = frappe.get_doc(
+				{
+					"doctype": "File",
+					"file_name": attachment.filename,
+					"attached_to_doctype": COMMUNICATION,
+					"attached_to_name": communication,
+					"is_private": 1,
+					"content": attachment.content,
+				}
+			)
+			try:
+				file.insert(ignore_permissions=True)
+			except MaxFileSizeReachedError:
+				frappe.clear_last_message()
+				dropped.append((attachment.filename, "larger than this site takes (max_file_size)"))
+				continue
+			if attachment.content_id:
+				inline[attachment.content_id] = file.file_url
+		return {"inline": inline, "dropped": dropped}
+
+	@staticmethod
+	def _inline_images(content: str, inline: Mapping[str, str]) -> str:
+		for content_id, url in inline.items():
+			content = content.replace(f"cid:{content_id}", url)
+		return content
+
+	def _create_document(self, doctype: str, message: IncomingMessage) -> DocRef:
+		"""A new document of ``doctype`` for a new thread, as core's receive makes one."""
+		fields = email_fields(doctype)
+		meta = frappe.get_meta(doctype)
+		doc = frappe.new_doc(doctype)
+		subject = message.subject or NO_SUBJECT
+		if fields.subject_field:
+			df = meta.get_field(fields.subject_field)
+			limit = (df.length or 140) if df and df.fieldtype == "Data" else None
+			doc.set(fields.subject_field, subject[:limit] if limit else subject)
+		if fields.sender_field:
+			doc.set(fields.sender_field, message.sender_email)
+		if fields.sender_name_field:
+			doc.set(fields.sender_name_field, message.sender_full_name)
+		self._fill_mandatory(doc, meta, message)
+		doc.flags.ignore_mandatory = True
+		try:
+			doc.insert(ignore_permissions=True)
+		except frappe.DuplicateEntryError:
+			# a DocType named by its subject (or sender) that already has one: join it, as core does
+			frappe.clear_last_message()
+			name = doc.name if frappe.db.exists(doctype, doc.name) else None
+			if name is None and fields.sender_field:
+				name = frappe.db.get_value(doctype, {fields.sender_field: message.sender_email})
+			if not name:
+				raise
+			return DocRef(doctype, name)
+		return DocRef(doctype, doc.name)
+
+	@staticmethod
+	def _fill_mandatory(doc, meta, message: IncomingMessage) -> None:
+		"""Mandatory fields the mail can answer: a text field takes the message, an email field
+		the sender, a select its first option."""
+		for df in meta.fields:
+			if not df.reqd or doc.get(df.fieldname) or df.default:
+				continue
+			if df.fieldtype in ("Text Editor", "Text", "Small Text", "Long Text", "Markdown Editor"):
+				doc.set(df.fieldname, message.reply_text or message.text_content or message.subject)
+			elif df.fieldtype == "Data" and df.options == "Email":
+				doc.set(df.fieldname, message.sender_email)
+			elif df.fieldtype == "Select" and df.options:
+				options = [o for o in df.options.split("\n") if o]
+				if options:
+					doc.set(df.fieldname, options[0])
+
+	def _reopen(self, document: DocRef) -> None:
+		"""A reply on a document that is Closed, Resolved or Replied opens it again."""
+		meta = frappe.get_meta(document.doctype)
+		field = meta.get_field("status")
+		if not field or "Open" not in (field.options or "").split("\n"):
+			return
+		status = frappe.db.get_value(document.doctype, document.name, "status")
+		if status in REOPEN_STATUSES:
+			frappe.get_doc(document.doctype, document.name).db_set("status", "Open", notify=True)
+
+	def record_skip(
+		self, account: str, location: Location, message: IncomingMessage, reason: str, cursor: Cursor | None
+	) -> SaveResult:
+		try:
+			with self._transaction():
+				self._put_cursor(account, location.folder, cursor)
+				if self._exists(account, message.message_id, location):
+					return SaveResult(None, duplicate=True)
+				doc = self._log(
+					account,
+					SKIPPED,
+					message_id=message.message_id,
+					location=location,
+					subject=message.subject,
+					sender=message.sender_email,
+					date=message.date,
+					reason=reason,
+				)
+				return SaveResult(doc.name)
+		except frappe.UniqueValidationError:
+			frappe.clear_last_message()
+			if cursor is not None:
+				self.set_cursor(account, location.folder, cursor)
+			return SaveResult(None, duplicate=True)
+
+	def record_failure(
+		self,
+		account: str,
+		location: Location,
+		raw: bytes,
+		error: str,
+		cursor: Cursor | None,
+		message_id: str | None = None,
+	) -> None:
+		try:
+			with self._transaction():
+				self._put_cursor(account, location.folder, cursor)
+				if self._exists(account, None, location):
+					return
+				doc = self._log(account, FAILED, message_id=message_id, location=location, error=error)
+				file = frappe.get_doc(
+					{
+						"doctype": "File",
+						"file_name": f"{location.folder}-{location.uidvalidity}-{location.uid}.eml".replace("/", "_"),
+						"attached_to_doctype": MESSAGE,
+						"attached_to_name": doc.name,
+						"attached_to_field": "raw_file",
+						"is_private": 1,
+						"content": raw,
+					}
+				)
+				file.insert(ignore_permissions=True)
+				doc.db_set("raw_file", file.file_url, update_modified=False)
+		except frappe.UniqueValidationError:
+			pass
+
+	# -- outbox: queueing ------------------------------------------------------------------------
+
+	def queue_outgoing(self, mail: OutgoingMail, record: SentRecord) -> OutgoingMail:
+		personal: Mapping[str, bytes] = mail.extra.get("personal") or {}
+		document = mail.document or record.document
+		if document is not None and not self.document_exists(document):
+			document = None
+		with self._transaction():
+			communication = self._insert_sent_communication(record, document)
+			outbox = frappe.get_doc(
+				{
+					"doctype": OUTBOX,
+					"account": mail.account,
+					"status": QUEUED,
+					"message_id": mail.message_id,
+					"subject": record.subject,
+					"communication": communication,
+					"envelope_from": mail.sender,
+					"raw": _b64(mail.raw),
+					"retries": 0,
+					"next_try": to_db(mail.next_try),
+					"reference_doctype": document.doctype if document else None,
+					"reference_name": document.name if document else None,
+					"thread_token": mail.thread_token,
+					"skipped": ", ".join(mail.extra.get("skipped") or ()) or None,
+					"recipients": [
+						{"email": rcpt, "status": "Pending", "raw": _b64(personal.get(rcpt))}
+						for rcpt in mail.recipients
+					],
+				}
+			)
+			outbox.insert(ignore_permissions=True)
+			self._log(
+				mail.account,
+				SENT_STATUS,
+				message_id=record.message_id,
+				subject=record.subject,
+				sender=record.sender,
+				participants=_participants([record.sender], record.to, record.cc, record.bcc),
+				date=record.date,
+				communication=communication,
+				document=document,
+				thread_token=record.thread_token,
+				reason="queued",
+			)
+		mail.name = outbox.name
+		mail.status = QUEUED
+		mail.extra = {**mail.extra, "communication": communication}
+		return mail
+
+	def _insert_sent_communication(self, record: SentRecord, document: DocRef | None) -> str:
+		parent = self.find_by_message_ids(record.account, list(reversed(record.in_reply_to)))
+		comm = frappe.get_doc(
+			{
+				"doctype": COMMUNICATION,
+				"communication_type": "Automated Message" if record.auto_submitted else "Communication",
+				"communication_medium": "Email",
+				"sent_or_received": "Sent",
+				"subject": record.subject or NO_SUBJECT,
+				"content": record.html_content or text_to_html(record.text_content or ""),
+				"text_content": record.text_content,
+				"sender": record.sender,
+				"sender_full_name": record.sender_full_name or None,
+				"recipients": ", ".join(record.to) or None,
+				"cc": ", ".join(record.cc) or None,
+				"bcc": ", ".join(record.bcc) or None,
+				"message_id": record.message_id,
+				"in_reply_to": self._communication_name(parent.name if parent else None),
+				"communication_date": to_db(record.date),
+				"reference_doctype": document.doctype if document else None,
+				"reference_name": document.name if document else None,
+				"delivery_status": DELIVERY_STATUS_OPTIONS.get(record.delivery_status, "Sending"),
+				"seen": 1,
+				ACCOUNT_FIELD: record.account,
+			}
+		)
+		comm.flags.skip_add_signature = True
+		comm.insert(ignore_permissions=True)
+		return comm.name
+
+	# -- outbox: sending -------------------------------------------------------------------------
+
+	def claim_due(self, now: datetime, *, accounts: Sequence[str], limit: int = 50) -> list[OutgoingMail]:
+		if not accounts:
+			return []
+		with self._transaction():
+			names = frappe.db.sql(
+				f"""SELECT name FROM `tab{OUTBOX}`
+				WHERE status=%(queued)s AND account IN %(accounts)s
+					AND (next_try IS NULL OR next_try <= %(now)s)
+				ORDER BY creation, name LIMIT %(limit)s
+				FOR UPDATE SKIP LOCKED""",
+				{"queued": QUEUED, "accounts": tuple(accounts), "now": to_db(now), "limit": int(limit)},
+				pluck=True,
+			)
+			if not names:
+				return []
+			frappe.db.sql(
+				f"UPDATE `tab{OUTBOX}` SET status=%(sending)s, claimed_at=%(now)s, modified=%(now)s "
+				"WHERE name IN %(names)s",
+				{"sending": SENDING, "now": to_db(now), "names": tuple(names)},
+			)
+			communications = frappe.get_all(
+				OUTBOX, filters={"name": ("in", names)}, pluck="communication"
+			)
+			for communication in filter(None, communications):
+				self._set_delivery_status(communication, "Sending")
+			mails = [self._outgoing(frappe.get_doc(OUTBOX, name), pending_only=True) for name in names]
+		return mails
+
+	def _outgoing(self, doc, *, pending_only: bool) -> OutgoingMail:
+		rows = list(doc.recipients)
+		pending = tuple(r.email for r in rows if r.status == "Pending")
+		document = DocRef(doc.reference_doctype, doc.reference_name) if doc.reference_name else None
+		return OutgoingMail(
+			name=doc.name,
+			account=doc.account,
+			raw=_unb64(doc.raw) or b"",
+			message_id=doc.message_id,
+			sender=doc.envelope_from,
+			recipients=pending if pending_only else tuple(r.email for r in rows),
+			status=doc.status,
+			retries=cint(doc.retries),
+			next_try=from_db(doc.next_try),
+			error=doc.error,
+			sent_to=tuple(r.email for r in rows if r.status == "Sent"),
+			document=document,
+			thread_token=doc.thread_token,
+			extra={
+				"communication": doc.communication,
+				"personal": {r.email: _unb64(r.raw) for r in rows if r.raw},
+				"failed": {r.email: (cint(r.code), r.server_text or "") for r in rows if r.status == "Failed"},
+				"sent_copy": bool(doc.sent_copy),
+				"skipped": tuple(s.strip() for s in (doc.skipped or "").split(",") if s.strip()),
+				"recipients": {r.email: (r.status, cint(r.code) or None, r.server_text) for r in rows},
+			},
+		)
+
+	def release_stale(self, claimed_before: datetime, now: datetime) -> int:
+		with self._transaction():
+			names = frappe.get_all(
+				OUTBOX, filters={"status": SENDING, "claimed_at": ("<", to_db(claimed_before))}, pluck="name"
+			)
+			for name in names:
+				frappe.db.sql(
+					f"""UPDATE `tab{OUTBOX}` SET status=%(queued)s, claimed_at=NULL, retries=retries + 1,
+					modified=%(now)s, error=CONCAT(COALESCE(CONCAT(error, '; '), ''), %(why)s)
+					WHERE name=%(name)s AND status=%(sending)s""",
+					{
+						"queued": QUEUED,
+						"sending": SENDING,
+						"now": to_db(now),
+						"why": "the sending was interrupted (the process stopped)",
+						"name": name,
+					},
+				)
+		return len(names)
+
+	def record_delivery(
+		self, name: str, accepted: Iterable[str], refused: Mapping[str, tuple[int, str]], now: datetime
+	) -> None:
+		accepted = list(accepted)
+		if not accepted and not refused:
+			return
+		with self._transaction():
+			rows = frappe.get_all(
+				OUTBOX_RECIPIENT,
+				filters={"parent": name, "parenttype": OUTBOX},
+				fields=["name", "email", "status"],
+			)
+			by_email = {row.email: row for row in rows}
+			for rcpt in accepted:
+				if rcpt in by_email:
+					frappe.db.set_value(
+						OUTBOX_RECIPIENT, by_email[rcpt].name, {"status": "Sent", "code": 250, "server_text": None}
+					)
+			for rcpt, (code, text) in refused.items():
+				row = by_email.get(rcpt)
+				if row is not None and row.status == "Pending":
+					frappe.db.set_value(
+						OUTBOX_RECIPIENT,
+						row.name,
+						{"status": "Failed" if code >= 500 else "Pending", "code": code, "server_text": text},
+					)
+
+	def finish(
+		self,
+		name: str,
+		*,
+		status: str,
+		now: datetime,
+		error: str | None = None,
+		retries: int | None = None,
+		next_try: datetime | None = None,
+		delivery_status: str | None = None,
+		sent_copy: bool | None = None,
+	) -> None:
+		with self._transaction():
+			row = frappe.db.get_value(OUTBOX, name, ["retries", "sent_copy", "communication"], as_dict=True)
+			if row is None:
+				raise KeyError(f"no outbox entry {name}")
+			frappe.db.set_value(
+				OUTBOX,
+				name,
+				{
+					"status": status,
+					"error": error,
+					"retries": row.retries if retries is None else retries,
+					"next_try": to_db(next_try),
+					"claimed_at": None,
+					"sent_copy": int(row.sent_copy if sent_copy is None else sent_copy),
+				},
+			)
+			if status in FINAL:
+				for rcpt in frappe.get_all(
+					OUTBOX_RECIPIENT,
+					filters={"parent": name, "parenttype": OUTBOX, "status": "Pending"},
+					fields=["name", "server_text"],
+				):
+					frappe.db.set_value(
+						OUTBOX_RECIPIENT, rcpt.name, {"status": "Failed", "server_text": error or rcpt.server_text}
+					)
+			if delivery_status and row.communication:
+				self._set_delivery_status(row.communication, delivery_status)
+
+	def get_outgoing(self, name: str) -> OutgoingMail | None:
+		if not frappe.db.exists(OUTBOX, name):
+			return None
+		return self._outgoing(frappe.get_doc(OUTBOX, name), pending_only=False)
+
+	def _set_delivery_status(self, communication: str, status: str, *, force: bool = False) -> None:
+		"""Set a communication's delivery_status (in core's words), keeping Opened and Bounced."""
+		value = DELIVERY_STATUS_OPTIONS.get(status, status)
+		current = frappe.db.get_value(COMMUNICATION, communication, "delivery_status")
+		if current is None and not frappe.db.exists(COMMUNICATION, communication):
+			return
+		if current in KEEP_DELIVERY_STATUS and not force:
+			return
+		if current == "Bounced" and value != "Bounced":
+			return
+		frappe.db.set_value(COMMUNICATION, communication, "delivery_status", value, update_modified=False)
+
+	# -- tracking, unsubscribes, auto-replies ------------------------------------------------------
+
+	def mark_opened(self, account: str, message_id: str, now: datetime) -> bool:
+		with self._transaction():
+			communication = frappe.db.get_value(
+				MESSAGE,
+				{"account": account, "message_key": key(message_id), "status": SENT_STATUS},
+				"communication",
+			)
+			if not communication or not frappe.db.exists(COMMUNICATION, communication):
+				return False
+			current = frappe.db.get_value(COMMUNICATION, communication, "delivery_status")
+			values: dict[str, Any] = {"read_by_recipient": 1, "read_by_recipient_on": to_db(now)}
+			if current != "Bounced":
+				values["delivery_status"] = "Opened"
+			frappe.db.set_value(COMMUNICATION, communication, values, update_modified=False)
+			return True
+
+	def record_unsubscribe(
+		self, email: str, *, account: str | None, document: DocRef | None, now: datetime
+	) -> bool:
+		email = email.strip().lower()
+		with self._transaction():
+			if frappe.db.exists(UNSUBSCRIBE, {"email": email}):
+				return False
+			frappe.get_doc(
+				{
+					"doctype": UNSUBSCRIBE,
+					"email": email,
+					"account": account if account and frappe.db.exists(ACCOUNT, account) else None,
+					"reference_doctype": document.doctype if document else None,
+					"reference_name": document.name if document else None,
+				}
+			).insert(ignore_permissions=True)
+			return True
+
+	def is_unsubscribed(self, email: str) -> bool:
+		return bool(frappe.db.exists(UNSUBSCRIBE, {"email": email.strip().lower()}))
+
+	def auto_replies_since(self, account: str, sender: str, since: datetime) -> int:
+		"""How many auto-replies the account sent ``sender`` since ``since``."""
+		return frappe.db.count(
+			AUTO_REPLY,
+			{"account": account, "sender": sender.strip().lower(), "sent_on": (">=", to_db(since))},
+		)
+
+	def claim_auto_reply(self, account: str, thread_key: str, sender: str, now: datetime) -> bool:
+		try:
+			with self._transaction():
+				if frappe.db.exists(AUTO_REPLY, {"account": account, "thread_hash": key(thread_key)}):
+					return False
+				frappe.get_doc(
+					{
+						"doctype": AUTO_REPLY,
+						"account": account,
+						"thread_key": thread_key,
+						"thread_hash": key(thread_key),
+						"sender": sender.strip().lower(),
+						"sent_on": to_db(now),
+					}
+				).insert(ignore_permissions=True)
+				return True
+		except frappe.UniqueValidationError:
+			return False
+
+	# -- mail the site sent through Frappe's own queue (override_email_send) ---------------------
+
+	def record_site_mail(
+		self,
+		account: str,
+		*,
+		message_id: str,
+		subject: str,
+		sender: str,
+		recipients: Sequence[str],
+		communication: str | None,
+		document: DocRef | None,
+		thread_token: str | None,
+	) -> bool:
+		"""Remember a message Frappe's Email Queue sent through this account, so that replies to it
+		thread; False when it was already recorded (a later recipient of the same message)."""
+		if self.known_message_ids(account, [message_id]):
+			return False
+		try:
+			with self._transaction():
+				self._log(
+					account,
+					SENT_STATUS,
+					message_id=message_id,
+					subject=subject,
+					sender=sender,
+					participants=_participants([sender], recipients),
+					communication=self._communication_name(communication),
+					document=document if document and self.document_exists(document) else None,
+					thread_token=thread_token,
+					reason="sent from the site's email queue",
+				)
+		except frappe.UniqueValidationError:
+			return False
+		return True
+
+
+def _dropped_note(dropped: Sequence[tuple[str, str]]) -> str:
+	items = "".join(f"<li>{escape_html(name)}: {escape_html(reason)}</li>" for name, reason in dropped)
+	title = escape_html(frappe._("Attachments not kept"))
+	return f'<div class="email-sync-dropped"><p><b>{title}</b></p><ul>{items}</ul></div>'
