@@ -110,6 +110,7 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 	config = state.config
 	ask_passwords(config, names, _prompt())
 	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
+	site = _site_or_none(config)
 	reports: list[AccountReport] = []
 	show_progress = not as_json and err.is_terminal
 	with Progress(
@@ -134,8 +135,11 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 					dry_run=dry_run,
 					keep_messages=as_json or dry_run,
 					progress=on_progress,
+					site=site,
 				)
 			)
+	if not dry_run and site is not None:
+		_queue_unreplied_notices(config, store, site, names)
 	if as_json:
 		click.echo(
 			json.dumps(
@@ -147,6 +151,28 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 		_print_pull(reports, dry_run)
 	if any(not r.ok for r in reports):
 		sys.exit(1)
+
+
+def _site_or_none(config: Config):
+	"""The [site] settings when any account sends mail of its own (auto-replies, notices)."""
+	if not any(a.enable_auto_reply or a.notify_if_unreplied for a in config.accounts.values()):
+		return None
+	from .cli_send import site_settings
+
+	return site_settings(config)
+
+
+def _queue_unreplied_notices(config: Config, store: SQLiteStore, site, names: list[str]) -> None:
+	"""Queue notices for mail left unreplied; `flush` sends them."""
+	from .engine.outbox import default_outgoing
+	from .engine.unreplied import notify_unreplied
+
+	for name in names:
+		account = config.accounts[name]
+		if not account.notify_if_unreplied:
+			continue
+		sender = account if account.enable_outgoing else default_outgoing(config.accounts.values())
+		notify_unreplied(store, account, site, sender=sender)
 
 
 def _print_pull(reports: list[AccountReport], dry_run: bool) -> None:

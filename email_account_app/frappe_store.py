@@ -212,6 +212,9 @@ class FrappeStore:
 	def __init__(self, *, commit: bool = True):
 		self.commit = commit
 		self._doctypes: list[str] | None = None
+		#: called as ``on_saved(store, message, decision, result)`` after a received message is
+		#: committed (the auto-reply; see tasks.pull_account)
+		self.on_saved = None
 
 	# -- transactions --------------------------------------------------------------------------
 
@@ -430,13 +433,16 @@ class FrappeStore:
 				self._put_cursor(account, location.folder, cursor)
 				if self._exists(account, message.message_id, location):
 					return SaveResult(None, duplicate=True)
-				return self._save_received(account, location, message, decision)
+				result = self._save_received(account, location, message, decision)
 		except frappe.UniqueValidationError:
 			# another pull of the same account stored it first (the unique indexes said so)
 			frappe.clear_last_message()
 			if cursor is not None:
 				self.set_cursor(account, location.folder, cursor)
 			return SaveResult(None, duplicate=True)
+		if self.on_saved is not None:
+			self.on_saved(self, message, decision, result)
+		return result
 
 	def _save_received(
 		self, account: str, location: Location, message: IncomingMessage, decision: Decision

@@ -362,6 +362,38 @@ class SQLiteStore(SQLiteOutboxMixin):
 		data["fields"] = json.loads(data["fields"])
 		return data
 
+	# -- unreplied notices ------------------------------------------------------------------------
+
+	def unreplied(
+		self, account: str, *, received_before: datetime, received_after: datetime
+	) -> list[CommunicationRef]:
+		rows = self.db.execute(
+			"""SELECT c.* FROM communications c
+			LEFT JOIN documents d ON d.doctype = c.reference_doctype AND d.name = c.reference_name
+			WHERE c.account = ? AND c.sent_or_received = 'Received' AND c.unreplied_notified = 0
+			AND c.auto_submitted IS NULL AND c.date <= ? AND c.date > ?
+			AND (d.status IS NULL OR d.status = 'Open')
+			AND NOT EXISTS (
+				SELECT 1 FROM communications s WHERE s.account = c.account AND s.sent_or_received = 'Sent'
+				AND s.date >= c.date AND (
+					(c.reference_name IS NOT NULL AND s.reference_doctype = c.reference_doctype
+						AND s.reference_name = c.reference_name)
+					OR (c.thread_token IS NOT NULL AND s.thread_token = c.thread_token)
+					OR instr(' ' || s.in_reply_to || ' ', ' ' || c.message_id || ' ') > 0))
+			ORDER BY c.date""",
+			(account, _iso(received_before), _iso(received_after)),
+		)
+		return [self._ref(row) for row in rows]
+
+	def claim_unreplied_notice(self, account: str, communication: str) -> bool:
+		with self._tx() as db:
+			cur = db.execute(
+				"UPDATE communications SET unreplied_notified = 1 WHERE id = ? AND account = ? "
+				"AND unreplied_notified = 0",
+				(int(communication), account),
+			)
+			return cur.rowcount == 1
+
 	# -- saving ---------------------------------------------------------------------------------
 
 	def save_received(

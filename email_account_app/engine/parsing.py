@@ -270,8 +270,9 @@ def _parse(raw: bytes, attachment_limit: int | None, received_at: datetime | Non
 	msg = email.message_from_bytes(raw, policy=_POLICY)
 	headers, values = _read_headers(msg, warnings)
 
-	text_part = msg.get_body(preferencelist=("plain",))
-	html_part = msg.get_body(preferencelist=("html",))
+	parts = _parts(msg)
+	text_part = _body(msg, parts, "plain")
+	html_part = _body(msg, parts, "html")
 	if text_part is None and html_part is None and _is_broken_multipart(msg):
 		text_part = msg  # better the body with its boundary lines than nothing
 	raw_html = _part_text(html_part, warnings) if html_part is not None else ""
@@ -280,7 +281,6 @@ def _parse(raw: bytes, attachment_limit: int | None, received_at: datetime | Non
 	if not text_content.strip() and html_content:
 		text_content = _html_to_text(html_content, warnings)
 
-	parts = _parts(msg)
 	cids = {unquote(c) for c in _CID_REFERENCE.findall(raw_html)}
 	attachments = tuple(
 		_attachment(part, attachment_limit, cids, warnings)
@@ -454,6 +454,15 @@ def _auto_submitted(values: dict[str, list[str]], sender: Address | None) -> str
 
 
 # -- bodies ----------------------------------------------------------------------------------
+
+
+def _body(msg: Message, parts: list[Message], subtype: str) -> Message | None:
+	"""The text/plain or text/html part that is the message's body, as get_body() chooses it."""
+	try:
+		return msg.get_body(preferencelist=(subtype,))
+	except Exception:  # get_body trips over a multipart/related whose boundary was not found
+		wanted = f"text/{subtype}"
+		return next((p for p in parts if p.get_content_type() == wanted and not p.is_attachment()), None)
 
 
 def _is_broken_multipart(msg: Message) -> bool:
@@ -653,7 +662,15 @@ def _part_bytes(part: Message) -> bytes:
 	content = part.get_payload(decode=True)
 	if content is not None:
 		return content
-	return b"".join(inner.as_bytes(policy=_VERBATIM) for inner in part.get_payload())
+	return b"".join(_message_bytes(inner) for inner in part.get_payload())
+
+
+def _message_bytes(msg: Message) -> bytes:
+	"""An attached message written back; its 8-bit header bytes as they came where the generator can."""
+	try:
+		return msg.as_bytes(policy=_VERBATIM)
+	except UnicodeEncodeError:  # BytesGenerator on a multipart without boundary and 8-bit bytes
+		return msg.as_string(policy=_VERBATIM).encode("utf-8", "surrogateescape")
 
 
 def _truncate_utf8(name: str, limit: int) -> str:

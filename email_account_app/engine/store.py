@@ -162,6 +162,18 @@ class Store(Protocol):
 		"""DocTypes whose names may appear in a subject ([#ISS-0001]) or a sub-address."""
 		...
 
+	# -- unreplied notices ------------------------------------------------------------------------
+	def unreplied(
+		self, account: str, *, received_before: datetime, received_after: datetime
+	) -> list[CommunicationRef]:
+		"""Received, not automatic mail in this window with no notice yet, no mail sent on its thread
+		(same document, or same thread token) since, and its document, if any, still open."""
+		...
+
+	def claim_unreplied_notice(self, account: str, communication: str) -> bool:
+		"""Mark the notice as given; False when it already was (so it is given once)."""
+		...
+
 	# -- saving ---------------------------------------------------------------------------------
 	def save_received(
 		self,

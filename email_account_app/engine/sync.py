@@ -123,6 +123,7 @@ class Puller:
 		keep_messages: bool = False,
 		progress: ProgressCallback | None = None,
 		batch_size: int = BATCH_SIZE,
+		site: Any = None,
 	):
 		self.account = account
 		self.store = store
@@ -131,6 +132,8 @@ class Puller:
 		self.dry_run = dry_run
 		self.progress = progress
 		self.batch_size = batch_size
+		#: SiteSettings for the mail a pull sends (auto-replies); None sends nothing
+		self.site = site
 		self.report = AccountReport(account.name, keep_messages=keep_messages or dry_run)
 
 	# -- entry ---------------------------------------------------------------------------------
@@ -384,9 +387,21 @@ class Puller:
 			result = self.store.save_received(self.account.name, location, message, decision, cursor)
 		if result.duplicate:
 			item.action, item.reason = "duplicate", "already imported"
-		elif result.document is not None:
+			return item
+		if result.document is not None:
 			item.document = result.document
+		if self.account.enable_auto_reply and self.site is not None and decision.action != "skip":
+			self._auto_reply(message, result, decision)
 		return item
+
+	def _auto_reply(self, message: IncomingMessage, result, decision: Decision) -> None:
+		"""Queue the auto-reply; the message is already stored, so a failure here is only logged."""
+		from .autoreply import maybe_auto_reply
+
+		try:
+			maybe_auto_reply(self.store, self.account, self.site, message, result, decision)
+		except EmailSyncError as exc:
+			log.warning("%s: no auto-reply to %s: %s", self.account.name, message.message_id, exc)
 
 
 def pull_account(account: AccountSettings, store: Store, **kwargs) -> AccountReport:

@@ -1,0 +1,207 @@
+"""Whitelisted methods: the form's buttons, the awaiting-password dialog, and the two guest links
+every message carries (unsubscribe, tracking pixel), whose signed tokens the engine verifies."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import frappe
+from frappe import _
+from frappe.utils import escape_html
+
+from .accounts import ACCOUNT_DOCTYPE, account_settings, all_domains, filled_in_fields, site_settings
+from .engine.errors import ConfigError, EmailSyncError
+from .engine.settings import AccountSettings
+from .frappe_store import FrappeStore
+
+#: seconds a connection test may wait on one server operation
+TEST_TIMEOUT = 15.0
+#: a transparent 1x1 GIF
+PIXEL = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\x00\x00\x00!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+
+
+# -- the form ------------------------------------------------------------------------------------
+
+
+@frappe.whitelist()
+def test_connection(name: str) -> dict:
+	"""Connect to the account's servers (as saved) and say plainly whether it works."""
+	frappe.has_permission(ACCOUNT_DOCTYPE, "write", doc=name, throw=True)
+	doc = frappe.get_doc(ACCOUNT_DOCTYPE, name)
+	try:
+		settings = account_settings(doc)
+	except ConfigError as exc:
+		return {"ok": False, "parts": [], "problems": exc.problems}
+	return check(settings)
+
+
+def check(settings: AccountSettings) -> dict:
+	"""The engine's verdict on an account's servers, as a plain dict for the desk."""
+	from .diagnose import check_account
+
+	settings = dataclasses.replace(settings, timeout=min(settings.timeout or TEST_TIMEOUT, TEST_TIMEOUT))
+	result = check_account(settings)
+	parts = [
+		{
+			"label": part.label,
+			"server": part.server,
+			"ok": part.ok,
+			"message": part.message,
+			"folders": [
+				{"name": name, "messages": messages, "unseen": unseen} for name, messages, unseen in part.folders
+			],
+		}
+		for part in result.parts
+	]
+	problems = [] if parts else [_("Neither incoming nor outgoing is enabled: there is nothing to test.")]
+	return {"ok": result.ok and bool(parts), "parts": parts, "problems": problems}
+
+
+@frappe.whitelist()
+def pull_now(name: str) -> str:
+	"""Queue a pull of the account now (a background job)."""
+	frappe.has_permission(ACCOUNT_DOCTYPE, "write", doc=name, throw=True)
+	doc = frappe.get_doc(ACCOUNT_DOCTYPE, name)
+	if not doc.enable_incoming:
+		frappe.throw(_("Incoming is not enabled for this account."))
+	if doc.awaiting_password:
+		frappe.throw(_("This account is awaiting its password."))
+	from .tasks import queue_pull
+
+	queue_pull(name)
+	return _("A pull is queued; its result shows here when it is done.")
+
+
+@frappe.whitelist()
+def server_settings_for(email_id: str | None = None, domain: str | None = None) -> dict:
+	"""The server settings a domain (or a well-known provider) gives an address: the form fills
+	its empty fields with them."""
+	frappe.has_permission(ACCOUNT_DOCTYPE, "read", throw=True)
+	data = {"email_id": email_id or "", "domain": domain or ""}
+	domains = all_domains()
+	keys = filled_in_fields(data, domains)
+	if not keys:
+		return {}
+	try:
+		settings = account_settings(
+			frappe._dict(data, name=email_id or "new"), password="", domains=domains, validate=False
+		)
+	except ConfigError:
+		return {}
+	values = {}
+	for key in keys:
+		value = getattr(settings, key)
+		values[key] = int(value) if isinstance(value, bool) else value
+	return values
+
+
+# -- awaiting password ---------------------------------------------------------------------------
+
+
+def awaiting_accounts(user: str | None = None) -> list[dict]:
+	"""The accounts awaiting a password whose address is the user's own."""
+	user = user or frappe.session.user
+	if user == "Guest":
+		return []
+	email = (frappe.db.get_value("User", user, "email") or "").strip().lower()
+	if not email:
+		return []
+	rows = frappe.get_all(
+		ACCOUNT_DOCTYPE,
+		filters={"awaiting_password": 1},
+		fields=["name", "email_id", "email_account_name"],
+	)
+	return [row for row in rows if (row.email_id or "").strip().lower() == email]
+
+
+@frappe.whitelist(methods=["POST"])
+def set_awaiting_password(name: str, password: str) -> dict:
+	"""Take the password of an account that awaits it: the address's owner (or anyone who may edit
+	the account) gives it; it is checked against the servers first, then saved, and syncing starts."""
+	doc = frappe.get_doc(ACCOUNT_DOCTYPE, name)
+	own = any(row.name == name for row in awaiting_accounts())
+	if not own:
+		frappe.has_permission(ACCOUNT_DOCTYPE, "write", doc=doc, throw=True)
+	if not password:
+		return {"ok": False, "message": _("Enter the password.")}
+	try:
+		settings = account_settings(doc, password=password)
+	except ConfigError as exc:
+		return {"ok": False, "message": "; ".join(exc.problems)}
+	verdict = check(dataclasses.replace(settings, awaiting_password=False))
+	if not verdict["ok"]:
+		words = [p["message"] for p in verdict["parts"] if not p["ok"]] or verdict["problems"]
+		return {"ok": False, "message": " ".join(words)}
+	doc.password = password
+	doc.awaiting_password = 0
+	doc.save(ignore_permissions=True)
+	return {"ok": True, "message": _("Saved. {0} starts syncing now.").format(doc.email_id)}
+
+
+# -- guest links: unsubscribe and the tracking pixel ---------------------------------------------
+
+
+@frappe.whitelist(allow_guest=True, methods=["GET", "POST"])
+def unsubscribe(token: str | None = None):
+	"""The unsubscribe link of a message. GET shows what it does and a button (link scanners only
+	GET); POST (the button, or a mail client's one-click, RFC 8058) records it, once."""
+	from .engine.outbox import unsubscribe as record
+	from .engine.tokens import BadToken
+
+	site = site_settings()
+	try:
+		if frappe.request and frappe.request.method == "POST":
+			result = record(FrappeStore(), site, token or "")
+			_page(
+				_("Unsubscribed"),
+				_("{0} will not get these emails any more.").format(escape_html(result["email"]))
+				if result["new"]
+				else _("{0} was already unsubscribed.").format(escape_html(result["email"])),
+				success=True,
+			)
+			return
+		from .engine.compose import verify_unsubscribe
+
+		payload = verify_unsubscribe(site, token or "")
+	except BadToken as exc:
+		_page(_("Invalid link"), escape_html(str(exc)), success=False, status=400)
+		return
+	except EmailSyncError as exc:
+		_page(_("Unsubscribe"), escape_html(str(exc)), success=False, status=400)
+		return
+	csrf = "" if frappe.session.user == "Guest" else frappe.sessions.get_csrf_token()
+	form = (
+		f'<form method="post" action="{escape_html(frappe.request.path if frappe.request else "")}">'
+		f'<input type="hidden" name="token" value="{escape_html(token or "")}">'
+		+ (f'<input type="hidden" name="csrf_token" value="{escape_html(csrf)}">' if csrf else "")
+		+ f'<p>{_("Stop sending emails to {0}?").format(escape_html(payload["email"]))}</p>'
+		f'<button type="submit" class="btn btn-primary">{escape_html(_("Unsubscribe"))}</button></form>'
+	)
+	_page(_("Unsubscribe"), form, success=None)
+
+
+def _page(title: str, html: str, *, success: bool | None, status: int | None = None) -> None:
+	frappe.respond_as_web_page(
+		title,
+		html,
+		success=success,
+		http_status_code=status,
+		indicator_color="green" if success else ("red" if success is False else "blue"),
+		primary_action=None,
+	)
+
+
+@frappe.whitelist(allow_guest=True, methods=["GET"])
+def track(token: str | None = None) -> None:
+	"""The tracking pixel: marks the message Opened when the token is good; always a 1x1 GIF.
+	A GET is not committed by the framework, so the store commits the one change it makes."""
+	from .engine.outbox import track_open
+
+	try:
+		track_open(FrappeStore(), site_settings(), token or "")
+	except EmailSyncError:
+		pass  # a forged or cut link: nothing to mark, and nothing to tell whoever loaded it
+	except Exception:
+		frappe.db.rollback()
+		frappe.log_error(title=_("Email sync: tracking pixel failed"))
+	frappe.local.response.update({"type": "binary", "filename": "pixel.gif", "filecontent": PIXEL})

@@ -1,0 +1,337 @@
+"""Background work: pulls, the outbox, unreplied notices.
+
+The scheduler (hooks.py) calls the ``*_all`` functions; each fans out one job per account, so
+accounts run in parallel on as many workers as the site has, and a job already queued or running
+for an account is not queued again (``job_id`` + ``deduplicate``). One account failing is logged
+against it and stops nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import frappe
+from frappe import _
+from frappe.utils import cint, now_datetime, split_emails
+
+from .accounts import (
+	ACCOUNT_DOCTYPE,
+	account_settings,
+	all_domains,
+	enabled_account_names,
+	load_account,
+	site_settings,
+)
+from .engine.errors import ConfigError
+from .engine.sync import AccountReport, pull_account as pull
+from .frappe_store import COMMUNICATION, MESSAGE, OUTBOX, FrappeStore
+
+PULL_JOB = "email_sync_pull::{}"
+FLUSH_JOB = "email_sync_flush::{}"
+PULL_TIMEOUT = 45 * 60  # a first pull of a big mailbox; a later one starts where this one stopped
+FLUSH_TIMEOUT = 20 * 60
+
+
+# -- pulls ---------------------------------------------------------------------------------------
+
+
+def pull_all() -> None:
+	"""Scheduler: one pull job per account with incoming enabled (and its password given)."""
+	for name in enabled_account_names(incoming=True):
+		queue_pull(name)
+
+
+def queue_pull(name: str, *, after_commit: bool = False) -> None:
+	frappe.enqueue(
+		"email_account_app.tasks.pull_account",
+		queue="long",
+		timeout=PULL_TIMEOUT,
+		job_id=PULL_JOB.format(name),
+		deduplicate=True,
+		enqueue_after_commit=after_commit,
+		account=name,
+	)
+
+
+def pull_account(account: str, *, store: FrappeStore | None = None, **engine_options) -> AccountReport | None:
+	"""Pull one account (a background job). The store commits each message (with its cursor) on
+	its own, so a pull cut short keeps everything before the cut and the next one goes on from there.
+	"""
+	started = now_datetime()
+	try:
+		settings = load_account(account)
+	except ConfigError as exc:
+		_finish_pull(account, started, error=str(exc), log=True)
+		return None
+	if not settings.enable_incoming or settings.awaiting_password:
+		return None
+	store = store or FrappeStore()
+	auto_reply = _auto_replier(settings) if settings.enable_auto_reply and settings.enable_outgoing else None
+	if auto_reply is not None:
+		store.on_saved = auto_reply
+	try:
+		report = pull(settings, store, **engine_options)
+	except Exception as exc:
+		if store.commit:
+			frappe.db.rollback()
+		_finish_pull(account, started, error=f"{type(exc).__name__}: {exc}", log=True, traceback=True)
+		return None
+	_finish_pull(account, started, report=report, log=bool(report.error))
+	if auto_reply is not None and auto_reply.queued:
+		queue_flush(account, after_commit=True)
+	if store.commit:
+		frappe.db.commit()
+	return report
+
+
+def _auto_replier(settings):
+	"""Called by the store after it saved a message: the engine's auto-reply rules decide."""
+	from .engine.autoreply import maybe_auto_reply
+
+	site = site_settings()
+
+	def on_saved(store, message, decision, result):
+		try:
+			if maybe_auto_reply(store, settings, site, message, result, decision) is not None:
+				on_saved.queued += 1
+		except Exception:
+			frappe.log_error(
+				title=_("Email Sync Account {0}: auto-reply failed").format(settings.name),
+				reference_doctype=ACCOUNT_DOCTYPE,
+				reference_name=settings.name,
+			)
+
+	on_saved.queued = 0
+	return on_saved
+
+
+def _finish_pull(
+	account: str,
+	started,
+	*,
+	report: AccountReport | None = None,
+	error: str | None = None,
+	log: bool = False,
+	traceback: bool = False,
+) -> None:
+	"""The account's status fields: when it last pulled, what came of it, the error in plain words.
+	An error is logged (Error Log, against the account) when it is new, not on every pull."""
+	error = error or (report.error if report else None)
+	previous = frappe.db.get_value(ACCOUNT_DOCTYPE, account, "last_error")
+	values = {"last_pull": started, "last_error": error or None}
+	if report is not None:
+		values["last_pull_summary"] = summary(report)
+	values.update(counts(account))
+	if frappe.db.exists(ACCOUNT_DOCTYPE, account):
+		frappe.db.set_value(ACCOUNT_DOCTYPE, account, values, update_modified=False)
+	if log and error and error != previous:
+		frappe.log_error(
+			title=_("Email Sync Account {0}: pull failed").format(account),
+			message=None if traceback else error,
+			reference_doctype=ACCOUNT_DOCTYPE,
+			reference_name=account,
+		)
+
+
+def summary(report: AccountReport) -> str:
+	"""What a pull did, in a line."""
+	if not report.fetched and not report.error:
+		return _("No new mail.")
+	text = _("{0} new: {1} created, {2} linked, {3} stored, {4} skipped, {5} already there, {6} failed.").format(
+		report.fetched,
+		report.created,
+		report.linked,
+		report.stored - report.created - report.linked,
+		report.skipped,
+		report.duplicates,
+		report.failed,
+	)
+	if report.error:
+		text += " " + _("Stopped early: {0}").format(report.error)
+	return text
+
+
+def counts(account: str) -> dict[str, int]:
+	rows = frappe.get_all(
+		MESSAGE, filters={"account": account}, fields=["status", "count(name) as count"], group_by="status"
+	)
+	by_status = {row.status: cint(row.count) for row in rows}
+	sent = frappe.db.count(OUTBOX, {"account": account, "status": ("in", ("Sent", "Partly Sent"))})
+	return {
+		"received_count": by_status.get("Received", 0),
+		"skipped_count": by_status.get("Skipped", 0),
+		"failed_count": by_status.get("Failed", 0),
+		"sent_count": sent,
+	}
+
+
+# -- the outbox ----------------------------------------------------------------------------------
+
+
+def flush_all() -> None:
+	"""Scheduler: one flush job per account that has mail in its outbox (Queued, or left in
+	Sending by a worker that died: the flush queues that again once its claim is stale)."""
+	accounts = frappe.get_all(
+		OUTBOX,
+		filters={"status": ("in", ("Queued", "Sending"))},
+		pluck="account",
+		distinct=True,
+	)
+	for name in accounts:
+		queue_flush(name)
+
+
+def queue_flush(name: str, *, after_commit: bool = False) -> None:
+	frappe.enqueue(
+		"email_account_app.tasks.flush_account",
+		queue="short",
+		timeout=FLUSH_TIMEOUT,
+		job_id=FLUSH_JOB.format(name),
+		deduplicate=True,
+		enqueue_after_commit=after_commit,
+		account=name,
+	)
+
+
+def flush_account(account: str, *, store: FrappeStore | None = None, **engine_options):
+	"""Send what is due in one account's outbox (a background job)."""
+	from .engine.outbox import flush
+
+	store = store or FrappeStore()
+	try:
+		settings = load_account(account)
+	except ConfigError as exc:
+		frappe.log_error(
+			title=_("Email Sync Account {0}: cannot send").format(account),
+			message=str(exc),
+			reference_doctype=ACCOUNT_DOCTYPE,
+			reference_name=account,
+		)
+		return None
+	try:
+		report = flush(store, [settings], site_settings(), **engine_options)
+	except Exception:
+		if store.commit:
+			frappe.db.rollback()
+		frappe.log_error(
+			title=_("Email Sync Account {0}: sending failed").format(account),
+			reference_doctype=ACCOUNT_DOCTYPE,
+			reference_name=account,
+		)
+		return None
+	for name, error in report.errors.items():
+		frappe.log_error(
+			title=_("Email Sync Account {0}: sending failed").format(name),
+			message=error,
+			reference_doctype=ACCOUNT_DOCTYPE,
+			reference_name=name,
+		)
+	frappe.db.set_value(ACCOUNT_DOCTYPE, account, counts(account), update_modified=False)
+	if store.commit:
+		frappe.db.commit()
+	return report
+
+
+# -- unreplied notices ---------------------------------------------------------------------------
+
+
+def notify_unreplied() -> None:
+	"""Scheduler: tell the account's send_notification_to about mail nobody answered in
+	unreplied_for_mins (as core's Email Account does). Each communication is looked at once,
+	while it is between one and three times that old."""
+	domains = all_domains()
+	for name in frappe.get_all(
+		ACCOUNT_DOCTYPE, filters={"enable_incoming": 1, "notify_if_unreplied": 1}, pluck="name"
+	):
+		try:
+			_notify_unreplied(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains)
+			frappe.db.commit()
+		except Exception:
+			frappe.db.rollback()
+			frappe.log_error(
+				title=_("Email Sync Account {0}: unreplied notice failed").format(name),
+				reference_doctype=ACCOUNT_DOCTYPE,
+				reference_name=name,
+			)
+
+
+def _notify_unreplied(doc, domains) -> None:
+	minutes = cint(doc.unreplied_for_mins) or 30
+	now = now_datetime()
+	recipients = split_emails(doc.send_notification_to or "")
+	if not recipients:
+		return
+	for comm in frappe.get_all(
+		COMMUNICATION,
+		filters={
+			"email_sync_account": doc.name,
+			"sent_or_received": "Received",
+			"communication_type": "Communication",
+			"unread_notification_sent": 0,
+			"creation": ("between", (now - timedelta(minutes=3 * minutes), now - timedelta(minutes=minutes))),
+		},
+		fields=["name", "subject", "sender", "content", "reference_doctype", "reference_name", "creation"],
+	):
+		if not _is_answered(comm):
+			_send_notice(doc, domains, comm, recipients, minutes)
+		frappe.db.set_value(COMMUNICATION, comm.name, "unread_notification_sent", 1, update_modified=False)
+
+
+def _is_answered(comm) -> bool:
+	"""A Sent communication on the same document (or in reply to this one) since it came."""
+	filters = {"sent_or_received": "Sent", "creation": (">", comm.creation)}
+	if comm.reference_doctype and comm.reference_name:
+		filters.update(reference_doctype=comm.reference_doctype, reference_name=comm.reference_name)
+	else:
+		filters["in_reply_to"] = comm.name
+	return bool(frappe.db.exists(COMMUNICATION, filters))
+
+
+def _send_notice(doc, domains, comm, recipients, minutes) -> None:
+	from .engine.compose import OutgoingRequest
+	from .engine.outbox import queue_mail
+	from .engine.store import DocRef
+
+	subject = _("Unreplied for {0} minutes: {1}").format(minutes, comm.subject or "")
+	document = DocRef(comm.reference_doctype, comm.reference_name) if comm.reference_name else None
+	sender = _sending_account(doc, domains)
+	if sender is None:  # no account of ours sends: the site's own mail
+		frappe.sendmail(
+			recipients=recipients,
+			subject=subject,
+			message=comm.content,
+			reference_doctype=comm.reference_doctype,
+			reference_name=comm.reference_name,
+		)
+		return
+	request = OutgoingRequest(
+		to=tuple(recipients),
+		subject=" ".join(subject.split()),
+		html=comm.content or "",
+		document=document,
+		automatic="auto-generated",
+		unsubscribe=False,
+	)
+	if queue_mail(FrappeStore(commit=False), sender, site_settings(), request) is not None:
+		queue_flush(sender.name, after_commit=True)
+
+
+def _sending_account(doc, domains):
+	"""The account itself when it sends; else the default outgoing account; else None."""
+	if doc.enable_outgoing:
+		return account_settings(doc, domains=domains)
+	default = frappe.db.get_value(ACCOUNT_DOCTYPE, {"default_outgoing": 1, "enable_outgoing": 1})
+	if default:
+		return account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, default), domains=domains)
+	return None
+
+
+__all__ = [
+	"flush_account",
+	"flush_all",
+	"notify_unreplied",
+	"pull_account",
+	"pull_all",
+	"queue_flush",
+	"queue_pull",
+]

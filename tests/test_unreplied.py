@@ -1,0 +1,87 @@
+"""Notify if unreplied: one notice per message left without an answer, never for automatic mail."""
+
+from __future__ import annotations
+
+import email
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from email_account_app.engine.compose import OutgoingRequest, SiteSettings
+from email_account_app.engine.outbox import queue_mail
+from email_account_app.engine.settings import account_from_mapping
+from email_account_app.engine.store import DocRef
+from email_account_app.engine.sync import pull_account
+from email_account_app.engine.unreplied import notify_unreplied
+from email_account_app.sqlite_store import SQLiteStore
+
+from .factory import make_mail, message_id_of
+
+USER = "alice@example.com"
+LATER = datetime.now(timezone.utc) + timedelta(minutes=31)
+
+
+@pytest.fixture
+def store(tmp_path):
+	s = SQLiteStore(tmp_path / "mail.sqlite3")
+	yield s
+	s.close()
+
+
+@pytest.fixture
+def acct(dovecot):
+	dovecot.reset(USER)
+	data = dovecot.account(USER)
+	data.update(
+		email_sync_option="ALL", append_to="Issue", notify_if_unreplied=True, unreplied_for_mins=30,
+		send_notification_to="lead@example.com, boss@example.com", enable_outgoing=True,
+		smtp_server="127.0.0.1", smtp_port=2525, use_tls=False, no_smtp_authentication=True,
+	)
+	return account_from_mapping(data, name="support")
+
+
+SITE = SiteSettings(base_url="https://erp.example.com", secret="s3cret")
+
+
+def notices(store):
+	return [email.message_from_bytes(r["raw"]) for r in store.rows("SELECT raw FROM outbox")]
+
+
+def test_one_notice_after_the_wait_and_never_twice(dovecot, store, acct):
+	dovecot.append(USER, make_mail(subject="Where is my order?", date=datetime.now(timezone.utc)))
+	pull_account(acct, store)
+	assert notify_unreplied(store, acct, SITE, now=datetime.now(timezone.utc)) == []  # not yet
+	queued = notify_unreplied(store, acct, SITE, now=LATER)
+	assert len(queued) == 1
+	(notice,) = notices(store)
+	assert "Where is my order?" in notice["Subject"]
+	assert notice["To"] == "lead@example.com, boss@example.com"
+	assert notice["Auto-Submitted"] == "auto-generated"
+	assert notify_unreplied(store, acct, SITE, now=LATER + timedelta(hours=1)) == []
+
+
+def test_no_notice_when_a_reply_was_sent(dovecot, store, acct):
+	raw = make_mail(subject="Question", date=datetime.now(timezone.utc))
+	dovecot.append(USER, raw)
+	pull_account(acct, store)
+	queue_mail(store, acct, SITE, OutgoingRequest(to=("customer@client.test",), subject="Re: Question",
+		text="Answer", in_reply_to=(message_id_of(raw),)))
+	assert notify_unreplied(store, acct, SITE, now=LATER) == []
+
+
+def test_no_notice_for_automatic_mail_or_closed_documents(dovecot, store, acct):
+	dovecot.append(USER, make_mail(subject="News", headers={"Precedence": "bulk"}, date=datetime.now(timezone.utc)))
+	dovecot.append(USER, make_mail(subject="Closed one", date=datetime.now(timezone.utc)))
+	report = pull_account(acct, store, keep_messages=True)
+	closed = next(m.document for m in report.messages if m.subject == "Closed one")
+	store.set_document_status(closed, "Closed")
+	assert notify_unreplied(store, acct, SITE, now=LATER) == []
+
+
+def test_off_by_default(dovecot, store, acct):
+	import dataclasses
+
+	dovecot.append(USER, make_mail(date=datetime.now(timezone.utc)))
+	pull_account(acct, store)
+	assert notify_unreplied(store, dataclasses.replace(acct, notify_if_unreplied=False), SITE, now=LATER) == []
+	assert isinstance(DocRef, type)
