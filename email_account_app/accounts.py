@@ -174,7 +174,7 @@ def account_settings(
 ) -> AccountSettings:
 	"""An Email Sync Account document as the engine's AccountSettings (ConfigError when it cannot
 	work). ``password`` defaults to the stored one."""
-	if password is None and hasattr(doc, "get_password"):
+	if password is None and callable(getattr(doc, "get_password", None)):
 		password = doc.get_password("password", raise_exception=False)
 	domains = all_domains() if domains is None else domains
 	leave_out = filled_in_fields(doc, domains)

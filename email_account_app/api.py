@@ -48,7 +48,8 @@ def check(settings: AccountSettings) -> dict:
 			"ok": part.ok,
 			"message": part.message,
 			"folders": [
-				{"name": name, "messages": messages, "unseen": unseen} for name, messages, unseen in part.folders
+				{"name": name, "messages": messages, "unseen": unseen}
+				for name, messages, unseen in part.folders
 			],
 		}
 		for part in result.parts
@@ -73,11 +74,21 @@ def pull_now(name: str) -> str:
 
 
 @frappe.whitelist()
-def server_settings_for(email_id: str | None = None, domain: str | None = None) -> dict:
-	"""The server settings a domain (or a well-known provider) gives an address: the form fills
-	its empty fields with them."""
+def server_settings_for(
+	email_id: str | None = None,
+	domain: str | None = None,
+	email_server: str | None = None,
+	smtp_server: str | None = None,
+) -> dict:
+	"""The server settings a domain (or a well-known provider) gives an address whose servers are
+	not set (or that names a domain): the form fills them in."""
 	frappe.has_permission(ACCOUNT_DOCTYPE, "read", throw=True)
-	data = {"email_id": email_id or "", "domain": domain or ""}
+	data = {
+		"email_id": email_id or "",
+		"domain": domain or "",
+		"email_server": email_server or "",
+		"smtp_server": smtp_server or "",
+	}
 	domains = all_domains()
 	keys = filled_in_fields(data, domains)
 	if not keys:
@@ -174,7 +185,7 @@ def unsubscribe(token: str | None = None):
 		f'<form method="post" action="{escape_html(frappe.request.path if frappe.request else "")}">'
 		f'<input type="hidden" name="token" value="{escape_html(token or "")}">'
 		+ (f'<input type="hidden" name="csrf_token" value="{escape_html(csrf)}">' if csrf else "")
-		+ f'<p>{_("Stop sending emails to {0}?").format(escape_html(payload["email"]))}</p>'
+		+ f"<p>{_('Stop sending emails to {0}?').format(escape_html(payload['email']))}</p>"
 		f'<button type="submit" class="btn btn-primary">{escape_html(_("Unsubscribe"))}</button></form>'
 	)
 	_page(_("Unsubscribe"), form, success=None)

@@ -54,7 +54,9 @@ def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | st
 	if recipient not in outcome.accepted:
 		code, words = outcome.refused.get(recipient, (0, ""))
 		frappe.throw(
-			_("{0} did not take the message for {1}: {2} {3}").format(account.smtp_server, recipient, code, words)
+			_("{0} did not take the message for {1}: {2} {3}").format(
+				account.smtp_server, recipient, code, words
+			)
 		)
 
 	message_id = parse_message_id(headers.get("Message-ID")) or email_queue.message_id
@@ -97,11 +99,17 @@ def account_for(email_queue, sender: str | None) -> AccountSettings | None:
 	if name is None and doctype:
 		folders = set(
 			frappe.get_all(
-				"Email Sync Folder", filters={"append_to": doctype, "parenttype": ACCOUNT_DOCTYPE}, pluck="parent"
+				"Email Sync Folder",
+				filters={"append_to": doctype, "parenttype": ACCOUNT_DOCTYPE},
+				pluck="parent",
 			)
 		)
 		name = next(
-			(c.name for c in candidates if c.enable_incoming and (c.append_to == doctype or c.name in folders)),
+			(
+				c.name
+				for c in candidates
+				if c.enable_incoming and (c.append_to == doctype or c.name in folders)
+			),
 			None,
 		)
 	if name is None:
@@ -161,7 +169,9 @@ def _sender(account: AccountSettings):
 	"""One SMTP session per account for the whole job or request (closed by ``close_senders``)."""
 	from .engine.transports.smtp import SmtpSender
 
-	senders = frappe.local.__dict__.setdefault("email_sync_senders", {})
+	senders = getattr(frappe.local, "email_sync_senders", None)
+	if senders is None:
+		senders = frappe.local.email_sync_senders = {}
 	sender = senders.get(account.name)
 	if sender is None:
 		sender = senders[account.name] = SmtpSender(account)
@@ -170,7 +180,8 @@ def _sender(account: AccountSettings):
 
 def close_senders(*args, **kwargs) -> None:
 	"""after_request / after_job: close the SMTP sessions this request or job opened."""
-	senders = frappe.local.__dict__.pop("email_sync_senders", None) or {}
+	senders = getattr(frappe.local, "email_sync_senders", None) or {}
+	frappe.local.email_sync_senders = {}
 	for sender in senders.values():
 		sender.close()
 

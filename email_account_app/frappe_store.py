@@ -212,9 +212,6 @@ class FrappeStore:
 	def __init__(self, *, commit: bool = True):
 		self.commit = commit
 		self._doctypes: list[str] | None = None
-		#: called as ``on_saved(store, message, decision, result)`` after a received message is
-		#: committed (the auto-reply; see tasks.pull_account)
-		self.on_saved = None
 
 	# -- transactions --------------------------------------------------------------------------
 
@@ -238,7 +235,10 @@ class FrappeStore:
 
 	def get_cursor(self, account: str, folder: str) -> Cursor | None:
 		row = frappe.db.get_value(
-			CURSOR, {"account": account, "folder": folder}, ["uidvalidity", "last_uid", "seen_uid"], as_dict=True
+			CURSOR,
+			{"account": account, "folder": folder},
+			["uidvalidity", "last_uid", "seen_uid"],
+			as_dict=True,
 		)
 		if not row:
 			return None
@@ -251,7 +251,11 @@ class FrappeStore:
 	def _put_cursor(self, account: str, folder: str, cursor: Cursor | None) -> None:
 		if cursor is None:
 			return
-		values = {"uidvalidity": cursor.uidvalidity, "last_uid": cursor.last_uid, "seen_uid": cursor.seen_uid or 0}
+		values = {
+			"uidvalidity": cursor.uidvalidity,
+			"last_uid": cursor.last_uid,
+			"seen_uid": cursor.seen_uid or 0,
+		}
 		name = frappe.db.get_value(CURSOR, {"account": account, "folder": folder})
 		if name:
 			frappe.db.set_value(CURSOR, name, values)
@@ -305,7 +309,19 @@ class FrappeStore:
 			fields += ["folder", "uidvalidity", "uid", "reason"]
 			reason = "older than the initial sync count: not imported"
 			rows = [
-				(frappe.generate_hash(), now, now, user, user, account, IGNORED, folder, uidvalidity, uid, reason)
+				(
+					frappe.generate_hash(),
+					now,
+					now,
+					user,
+					user,
+					account,
+					IGNORED,
+					folder,
+					uidvalidity,
+					uid,
+					reason,
+				)
 				for uid in uids
 			]
 			frappe.db.bulk_insert(MESSAGE, fields, rows, ignore_duplicates=True)
@@ -363,7 +379,11 @@ class FrappeStore:
 		keys = {key(i): i for i in ids}
 		rows = frappe.get_all(
 			MESSAGE,
-			filters={"account": account, "message_key": ("in", list(keys)), "status": ("in", THREAD_STATUSES)},
+			filters={
+				"account": account,
+				"message_key": ("in", list(keys)),
+				"status": ("in", THREAD_STATUSES),
+			},
 			fields=list(self._REF_FIELDS),
 		)
 		by_id = {keys[row.message_key]: row for row in rows}
@@ -418,6 +438,87 @@ class FrappeStore:
 			self._doctypes = sorted(n for n in names if doctype_exists(n))
 		return self._doctypes
 
+	# -- unreplied notices ------------------------------------------------------------------------
+
+	def unreplied(
+		self, account: str, *, received_before: datetime, received_after: datetime
+	) -> list[CommunicationRef]:
+		"""Received mail of the account in the window, not automatic (automatic mail is stored
+		with core's unread_notification_sent already set), with no notice yet, no mail sent on its
+		thread since (its document, its thread token, or in reply to it), its document still Open."""
+		rows = frappe.get_all(
+			MESSAGE,
+			filters={
+				"account": account,
+				"status": RECEIVED,
+				"date": ("between", (to_db(received_after), to_db(received_before))),
+				"communication": ("is", "set"),
+			},
+			fields=[*self._REF_FIELDS, "date"],
+			order_by="date asc",
+		)
+		if not rows:
+			return []
+		waiting = set(
+			frappe.get_all(
+				COMMUNICATION,
+				filters={"name": ("in", [r.communication for r in rows]), "unread_notification_sent": 0},
+				pluck="name",
+			)
+		)
+		return [self._ref(row) for row in rows if row.communication in waiting and not self._answered(row)]
+
+	def _answered(self, row) -> bool:
+		if row.reference_name:
+			if not self.document_exists(DocRef(row.reference_doctype, row.reference_name)):
+				return True
+			meta = frappe.get_meta(row.reference_doctype)
+			if meta.has_field("status"):
+				status = frappe.db.get_value(row.reference_doctype, row.reference_name, "status")
+				if status and status != "Open":
+					return True
+			if frappe.db.exists(
+				COMMUNICATION,
+				{
+					"sent_or_received": "Sent",
+					"communication_medium": "Email",
+					"reference_doctype": row.reference_doctype,
+					"reference_name": row.reference_name,
+					"communication_date": (">=", row.date),
+				},
+			):
+				return True
+		if row.thread_token and frappe.db.exists(
+			MESSAGE,
+			{
+				"account": row.account,
+				"status": SENT_STATUS,
+				"thread_token": row.thread_token,
+				"date": (">=", row.date),
+			},
+		):
+			return True
+		return bool(
+			frappe.db.exists(COMMUNICATION, {"sent_or_received": "Sent", "in_reply_to": row.communication})
+		)
+
+	def claim_unreplied_notice(self, account: str, communication: str) -> bool:
+		"""Core's unread_notification_sent on the communication: set once, by one worker (the row
+		is locked while it is read and set)."""
+		with self._transaction():
+			sent = frappe.db.get_value(
+				COMMUNICATION,
+				{"name": communication, ACCOUNT_FIELD: account},
+				"unread_notification_sent",
+				for_update=True,
+			)
+			if sent is None or cint(sent):
+				return False
+			frappe.db.set_value(
+				COMMUNICATION, communication, "unread_notification_sent", 1, update_modified=False
+			)
+			return True
+
 	# -- saving ---------------------------------------------------------------------------------
 
 	def save_received(
@@ -440,8 +541,6 @@ class FrappeStore:
 			if cursor is not None:
 				self.set_cursor(account, location.folder, cursor)
 			return SaveResult(None, duplicate=True)
-		if self.on_saved is not None:
-			self.on_saved(self, message, decision, result)
 		return result
 
 	def _save_received(
@@ -584,7 +683,7 @@ class FrappeStore:
 	def _attach(self, communication: str, message: IncomingMessage) -> dict[str, Any]:
 		"""Each attachment as a private File of the communication; one that is too large for the
 		site (or was dropped by the attachment limit) becomes a note in the content instead."""
-		from frappe.exceptions import MaxFileSizeReachedError
+		from frappe.core.doctype.file.exceptions import AttachmentLimitReached, MaxFileSizeReachedError
 
 		inline: dict[str, str] = {}
 		dropped: list[tuple[str, str]] = []
@@ -604,9 +703,9 @@ class FrappeStore:
 			)
 			try:
 				file.insert(ignore_permissions=True)
-			except MaxFileSizeReachedError:
+			except (MaxFileSizeReachedError, AttachmentLimitReached) as exc:
 				frappe.clear_last_message()
-				dropped.append((attachment.filename, "larger than this site takes (max_file_size)"))
+				dropped.append((attachment.filename, str(exc) or type(exc).__name__))
 				continue
 			if attachment.content_id:
 				inline[attachment.content_id] = file.file_url
@@ -716,7 +815,9 @@ class FrappeStore:
 				file = frappe.get_doc(
 					{
 						"doctype": "File",
-						"file_name": f"{location.folder}-{location.uidvalidity}-{location.uid}.eml".replace("/", "_"),
+						"file_name": f"{location.folder}-{location.uidvalidity}-{location.uid}.eml".replace(
+							"/", "_"
+						),
 						"attached_to_doctype": MESSAGE,
 						"attached_to_name": doc.name,
 						"attached_to_field": "raw_file",
@@ -831,9 +932,7 @@ class FrappeStore:
 				"WHERE name IN %(names)s",
 				{"sending": SENDING, "now": to_db(now), "names": tuple(names)},
 			)
-			communications = frappe.get_all(
-				OUTBOX, filters={"name": ("in", names)}, pluck="communication"
-			)
+			communications = frappe.get_all(OUTBOX, filters={"name": ("in", names)}, pluck="communication")
 			for communication in filter(None, communications):
 				self._set_delivery_status(communication, "Sending")
 			mails = [self._outgoing(frappe.get_doc(OUTBOX, name), pending_only=True) for name in names]
@@ -860,7 +959,9 @@ class FrappeStore:
 			extra={
 				"communication": doc.communication,
 				"personal": {r.email: _unb64(r.raw) for r in rows if r.raw},
-				"failed": {r.email: (cint(r.code), r.server_text or "") for r in rows if r.status == "Failed"},
+				"failed": {
+					r.email: (cint(r.code), r.server_text or "") for r in rows if r.status == "Failed"
+				},
 				"sent_copy": bool(doc.sent_copy),
 				"skipped": tuple(s.strip() for s in (doc.skipped or "").split(",") if s.strip()),
 				"recipients": {r.email: (r.status, cint(r.code) or None, r.server_text) for r in rows},
@@ -903,7 +1004,9 @@ class FrappeStore:
 			for rcpt in accepted:
 				if rcpt in by_email:
 					frappe.db.set_value(
-						OUTBOX_RECIPIENT, by_email[rcpt].name, {"status": "Sent", "code": 250, "server_text": None}
+						OUTBOX_RECIPIENT,
+						by_email[rcpt].name,
+						{"status": "Sent", "code": 250, "server_text": None},
 					)
 			for rcpt, (code, text) in refused.items():
 				row = by_email.get(rcpt)
@@ -949,7 +1052,9 @@ class FrappeStore:
 					fields=["name", "server_text"],
 				):
 					frappe.db.set_value(
-						OUTBOX_RECIPIENT, rcpt.name, {"status": "Failed", "server_text": error or rcpt.server_text}
+						OUTBOX_RECIPIENT,
+						rcpt.name,
+						{"status": "Failed", "server_text": error or rcpt.server_text},
 					)
 			if delivery_status and row.communication:
 				self._set_delivery_status(row.communication, delivery_status)

@@ -106,7 +106,7 @@ class SQLiteOutboxMixin:
 					record.sender,
 					record.sender_full_name,
 					",".join(a.lower() for a in record.to),
-					",".join(a.lower() for a in (*record.cc, *record.bcc)),
+					",".join(a.lower() for a in record.cc),  # Bcc stays in outbox_recipients only
 					now,
 					record.text_content,
 					record.html_content,

@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS communications (
 	UNIQUE (account, message_id),
 	UNIQUE (account, folder, uidvalidity, uid)
 );
-CREATE INDEX IF NOT EXISTS communications_token ON communications (account, thread_token);
+CREATE INDEX IF NOT EXISTS communications_token ON communications (thread_token);
+CREATE INDEX IF NOT EXISTS communications_message_id ON communications (message_id);
 CREATE INDEX IF NOT EXISTS communications_subject ON communications (account, normalized_subject, date);
 CREATE INDEX IF NOT EXISTS communications_document ON communications (reference_doctype, reference_name);
 CREATE TABLE IF NOT EXISTS attachments (
@@ -262,22 +263,20 @@ class SQLiteStore(SQLiteOutboxMixin):
 		location: Location | None,
 		tables: tuple[str, ...] = ("communications", "skipped"),
 	) -> bool:
-		for table in tables:
-			if (
-				message_id
-				and db.execute(
-					f"SELECT 1 FROM {table} WHERE account=? AND message_id=?", (account, message_id)
-				).fetchone()
-			):
-				return True
+		"""Whether the account holds this Message-ID (in ``tables``) or this location (anywhere):
+		one query, each part on a unique index."""
+		parts, params = [], []
+		if message_id:
+			for table in tables:
+				parts.append(f"SELECT 1 FROM {table} WHERE account=? AND message_id=?")
+				params += [account, message_id]
 		if location is not None:
 			for table in ("communications", "skipped", "failures"):
-				if db.execute(
-					f"SELECT 1 FROM {table} WHERE account=? AND folder=? AND uidvalidity=? AND uid=?",
-					(account, location.folder, location.uidvalidity, location.uid),
-				).fetchone():
-					return True
-		return False
+				parts.append(f"SELECT 1 FROM {table} WHERE account=? AND folder=? AND uidvalidity=? AND uid=?")
+				params += [account, location.folder, location.uidvalidity, location.uid]
+		if not parts:
+			return False
+		return db.execute(" UNION ALL ".join(parts) + " LIMIT 1", params).fetchone() is not None
 
 	def ignore_uids(
 		self, account: str, folder: str, uidvalidity: int, uids: Iterable[str], cursor: Cursor | None
@@ -309,10 +308,16 @@ class SQLiteStore(SQLiteOutboxMixin):
 		if not ids:
 			return None
 		marks = ",".join("?" * len(ids))
+		# the account's own mail, and what any account of the site sent: a reply to mail sent through
+		# one account often arrives at another (the default incoming one, named in Reply-To)
 		rows = self.db.execute(
-			f"SELECT * FROM communications WHERE account=? AND message_id IN ({marks})", (account, *ids)
+			f"SELECT * FROM communications WHERE message_id IN ({marks}) "
+			"AND (account=? OR sent_or_received='Sent') ORDER BY account=? DESC",
+			(*ids, account, account),
 		).fetchall()
-		by_id = {row["message_id"]: row for row in rows}
+		by_id: dict[str, sqlite3.Row] = {}
+		for row in rows:  # the account's own first
+			by_id.setdefault(row["message_id"], row)
 		for message_id in ids:
 			if message_id in by_id:
 				return self._ref(by_id[message_id])
@@ -320,8 +325,9 @@ class SQLiteStore(SQLiteOutboxMixin):
 
 	def find_by_thread_token(self, account: str, token: str) -> CommunicationRef | None:
 		row = self.db.execute(
-			"SELECT * FROM communications WHERE account=? AND thread_token=? ORDER BY id LIMIT 1",
-			(account, token),
+			"SELECT * FROM communications WHERE thread_token=? AND (account=? OR sent_or_received='Sent') "
+			"ORDER BY account=? DESC, id LIMIT 1",
+			(token, account, account),
 		).fetchone()
 		return self._ref(row) if row else None
 

@@ -8,11 +8,9 @@ against it and stops nothing else.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import frappe
 from frappe import _
-from frappe.utils import cint, now_datetime, split_emails
+from frappe.utils import cint, now_datetime
 
 from .accounts import (
 	ACCOUNT_DOCTYPE,
@@ -23,8 +21,9 @@ from .accounts import (
 	site_settings,
 )
 from .engine.errors import ConfigError
-from .engine.sync import AccountReport, pull_account as pull
-from .frappe_store import COMMUNICATION, MESSAGE, OUTBOX, FrappeStore
+from .engine.sync import AccountReport
+from .engine.sync import pull_account as pull
+from .frappe_store import MESSAGE, OUTBOX, FrappeStore
 
 PULL_JOB = "email_sync_pull::{}"
 FLUSH_JOB = "email_sync_flush::{}"
@@ -56,8 +55,11 @@ def queue_pull(name: str, *, after_commit: bool = False) -> None:
 def pull_account(account: str, *, store: FrappeStore | None = None, **engine_options) -> AccountReport | None:
 	"""Pull one account (a background job). The store commits each message (with its cursor) on
 	its own, so a pull cut short keeps everything before the cut and the next one goes on from there.
+	Auto-replies the pull queues are sent by a flush job queued right after.
 	"""
 	started = now_datetime()
+	if not frappe.db.exists(ACCOUNT_DOCTYPE, account):
+		return None  # deleted since the job was queued
 	try:
 		settings = load_account(account)
 	except ConfigError as exc:
@@ -66,9 +68,8 @@ def pull_account(account: str, *, store: FrappeStore | None = None, **engine_opt
 	if not settings.enable_incoming or settings.awaiting_password:
 		return None
 	store = store or FrappeStore()
-	auto_reply = _auto_replier(settings) if settings.enable_auto_reply and settings.enable_outgoing else None
-	if auto_reply is not None:
-		store.on_saved = auto_reply
+	if settings.enable_auto_reply and settings.enable_outgoing:
+		engine_options.setdefault("site", site_settings())
 	try:
 		report = pull(settings, store, **engine_options)
 	except Exception as exc:
@@ -77,32 +78,11 @@ def pull_account(account: str, *, store: FrappeStore | None = None, **engine_opt
 		_finish_pull(account, started, error=f"{type(exc).__name__}: {exc}", log=True, traceback=True)
 		return None
 	_finish_pull(account, started, report=report, log=bool(report.error))
-	if auto_reply is not None and auto_reply.queued:
+	if frappe.db.exists(OUTBOX, {"account": account, "status": "Queued"}):
 		queue_flush(account, after_commit=True)
 	if store.commit:
 		frappe.db.commit()
 	return report
-
-
-def _auto_replier(settings):
-	"""Called by the store after it saved a message: the engine's auto-reply rules decide."""
-	from .engine.autoreply import maybe_auto_reply
-
-	site = site_settings()
-
-	def on_saved(store, message, decision, result):
-		try:
-			if maybe_auto_reply(store, settings, site, message, result, decision) is not None:
-				on_saved.queued += 1
-		except Exception:
-			frappe.log_error(
-				title=_("Email Sync Account {0}: auto-reply failed").format(settings.name),
-				reference_doctype=ACCOUNT_DOCTYPE,
-				reference_name=settings.name,
-			)
-
-	on_saved.queued = 0
-	return on_saved
 
 
 def _finish_pull(
@@ -137,7 +117,9 @@ def summary(report: AccountReport) -> str:
 	"""What a pull did, in a line."""
 	if not report.fetched and not report.error:
 		return _("No new mail.")
-	text = _("{0} new: {1} created, {2} linked, {3} stored, {4} skipped, {5} already there, {6} failed.").format(
+	text = _(
+		"{0} new: {1} created, {2} linked, {3} stored, {4} skipped, {5} already there, {6} failed."
+	).format(
 		report.fetched,
 		report.created,
 		report.linked,
@@ -198,6 +180,8 @@ def flush_account(account: str, *, store: FrappeStore | None = None, **engine_op
 	from .engine.outbox import flush
 
 	store = store or FrappeStore()
+	if not frappe.db.exists(ACCOUNT_DOCTYPE, account):
+		return None  # deleted since the job was queued
 	try:
 		settings = load_account(account)
 	except ConfigError as exc:
@@ -236,15 +220,29 @@ def flush_account(account: str, *, store: FrappeStore | None = None, **engine_op
 
 
 def notify_unreplied() -> None:
-	"""Scheduler: tell the account's send_notification_to about mail nobody answered in
-	unreplied_for_mins (as core's Email Account does). Each communication is looked at once,
-	while it is between one and three times that old."""
-	domains = all_domains()
-	for name in frappe.get_all(
+	"""Scheduler: a notice to the account's send_notification_to for mail nobody answered within
+	unreplied_for_mins (the engine's rules), sent through the account itself when it sends mail,
+	else through the default outgoing account."""
+	from .engine.unreplied import notify_unreplied as notify
+
+	names = frappe.get_all(
 		ACCOUNT_DOCTYPE, filters={"enable_incoming": 1, "notify_if_unreplied": 1}, pluck="name"
-	):
+	)
+	if not names:
+		return
+	domains = all_domains()
+	site = site_settings()
+	for name in names:
 		try:
-			_notify_unreplied(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains)
+			account = account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains=domains)
+			sender = account if account.enable_outgoing else _default_outgoing(domains)
+			if sender is None:
+				raise ConfigError(
+					"notify_if_unreplied is on, but neither this account nor a default outgoing one sends mail",
+					account=name,
+				)
+			if notify(FrappeStore(), account, site, sender=sender):
+				queue_flush(sender.name, after_commit=True)
 			frappe.db.commit()
 		except Exception:
 			frappe.db.rollback()
@@ -255,75 +253,11 @@ def notify_unreplied() -> None:
 			)
 
 
-def _notify_unreplied(doc, domains) -> None:
-	minutes = cint(doc.unreplied_for_mins) or 30
-	now = now_datetime()
-	recipients = split_emails(doc.send_notification_to or "")
-	if not recipients:
-		return
-	for comm in frappe.get_all(
-		COMMUNICATION,
-		filters={
-			"email_sync_account": doc.name,
-			"sent_or_received": "Received",
-			"communication_type": "Communication",
-			"unread_notification_sent": 0,
-			"creation": ("between", (now - timedelta(minutes=3 * minutes), now - timedelta(minutes=minutes))),
-		},
-		fields=["name", "subject", "sender", "content", "reference_doctype", "reference_name", "creation"],
-	):
-		if not _is_answered(comm):
-			_send_notice(doc, domains, comm, recipients, minutes)
-		frappe.db.set_value(COMMUNICATION, comm.name, "unread_notification_sent", 1, update_modified=False)
-
-
-def _is_answered(comm) -> bool:
-	"""A Sent communication on the same document (or in reply to this one) since it came."""
-	filters = {"sent_or_received": "Sent", "creation": (">", comm.creation)}
-	if comm.reference_doctype and comm.reference_name:
-		filters.update(reference_doctype=comm.reference_doctype, reference_name=comm.reference_name)
-	else:
-		filters["in_reply_to"] = comm.name
-	return bool(frappe.db.exists(COMMUNICATION, filters))
-
-
-def _send_notice(doc, domains, comm, recipients, minutes) -> None:
-	from .engine.compose import OutgoingRequest
-	from .engine.outbox import queue_mail
-	from .engine.store import DocRef
-
-	subject = _("Unreplied for {0} minutes: {1}").format(minutes, comm.subject or "")
-	document = DocRef(comm.reference_doctype, comm.reference_name) if comm.reference_name else None
-	sender = _sending_account(doc, domains)
-	if sender is None:  # no account of ours sends: the site's own mail
-		frappe.sendmail(
-			recipients=recipients,
-			subject=subject,
-			message=comm.content,
-			reference_doctype=comm.reference_doctype,
-			reference_name=comm.reference_name,
-		)
-		return
-	request = OutgoingRequest(
-		to=tuple(recipients),
-		subject=" ".join(subject.split()),
-		html=comm.content or "",
-		document=document,
-		automatic="auto-generated",
-		unsubscribe=False,
+def _default_outgoing(domains):
+	name = frappe.db.get_value(
+		ACCOUNT_DOCTYPE, {"default_outgoing": 1, "enable_outgoing": 1, "awaiting_password": 0}
 	)
-	if queue_mail(FrappeStore(commit=False), sender, site_settings(), request) is not None:
-		queue_flush(sender.name, after_commit=True)
-
-
-def _sending_account(doc, domains):
-	"""The account itself when it sends; else the default outgoing account; else None."""
-	if doc.enable_outgoing:
-		return account_settings(doc, domains=domains)
-	default = frappe.db.get_value(ACCOUNT_DOCTYPE, {"default_outgoing": 1, "enable_outgoing": 1})
-	if default:
-		return account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, default), domains=domains)
-	return None
+	return account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains=domains) if name else None
 
 
 __all__ = [

@@ -530,17 +530,18 @@ def test_auto_reply_at_most_once_per_thread(store, smtp_plain):
 
 def test_auto_reply_is_rate_limited_per_sender(store, smtp_plain):
 	acct = auto_account(smtp_plain)
-	results = [received(store, make_mail(sender="pat@client.test"), uid=str(n)) for n in range(3)]
-	assert maybe_auto_reply(store, acct, SITE, *results[0], T0) is not None
-	assert maybe_auto_reply(store, acct, SITE, *results[1], T0 + timedelta(minutes=30)) is None
-	ok, reason = should_auto_reply(acct, results[1][0], store, T0 + timedelta(minutes=30))
+
+	def auto(sender, uid, now):
+		message, decision, result = received(store, make_mail(sender=sender), uid=uid)
+		return maybe_auto_reply(store, acct, SITE, message, result, decision, now), message
+
+	assert auto("pat@client.test", "1", T0)[0] is not None
+	mail, message = auto("pat@client.test", "2", T0 + timedelta(minutes=30))
+	assert mail is None
+	ok, reason = should_auto_reply(acct, message, store, T0 + timedelta(minutes=30))
 	assert not ok and "already had an auto-reply" in reason
-	assert (
-		maybe_auto_reply(store, acct, SITE, *results[2], T0 + AUTO_REPLY_WINDOW + timedelta(minutes=1))
-		is not None
-	)
-	other = received(store, make_mail(sender="sam@client.test"), uid="9")
-	assert maybe_auto_reply(store, acct, SITE, *other, T0 + timedelta(minutes=31)) is not None
+	assert auto("pat@client.test", "3", T0 + AUTO_REPLY_WINDOW + timedelta(minutes=1))[0] is not None
+	assert auto("sam@client.test", "4", T0 + timedelta(minutes=31))[0] is not None
 
 
 @pytest.mark.parametrize(
@@ -695,7 +696,7 @@ def test_cli_reports_failures_without_a_traceback(tmp_path, smtp_plain):
 	)
 	assert (
 		result.returncode == 2
-		and "not one email address" in result.stderr
+		and "is not an email address" in result.stderr
 		and "Traceback" not in result.stderr
 	)
 

@@ -179,6 +179,7 @@ class ComposedMail:
 	"""A composed message and what the outbox and the record of it need."""
 
 	message: EmailMessage = field(repr=False)  # as kept for the record and the Sent folder
+	raw: bytes = field(repr=False)  # ``message`` as bytes (CRLF line ends)
 	message_id: str  # without <>
 	thread_token: str
 	envelope_from: str
@@ -197,10 +198,6 @@ class ComposedMail:
 	date: datetime | None = None
 	automatic: str | None = None
 	document: DocRef | None = None
-
-	@property
-	def raw(self) -> bytes:
-		return self.message.as_bytes(policy=_POLICY)
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -492,6 +489,7 @@ def compose(
 
 	return ComposedMail(
 		message=record,
+		raw=record.as_bytes(policy=_POLICY),
 		message_id=message_id,
 		thread_token=token,
 		envelope_from=account.email_id,

@@ -413,34 +413,30 @@ def _flush_account(
 
 	make_sender = sender_factory or SmtpSender
 	handled = 0
+	sender = None
 	with contextlib.ExitStack() as stack:
-		sender = None
 		sent_copies = _SentCopies(account, imap_factory, stack, report)
-		while budget is None or handled < budget:
-			size = CLAIM_BATCH if budget is None else min(CLAIM_BATCH, budget - handled)
-			batch = store.claim_due(now, accounts=[account.name], limit=size)
-			if not batch:
-				break
-			for index, mail in enumerate(batch):
-				handled += 1
-				if sender is None and mail.recipients:
+		try:
+			while budget is None or handled < budget:
+				size = CLAIM_BATCH if budget is None else min(CLAIM_BATCH, budget - handled)
+				batch = store.claim_due(now, accounts=[account.name], limit=size)
+				if not batch:
+					break
+				for index, mail in enumerate(batch):
+					handled += 1
 					try:
-						sender = stack.enter_context(make_sender(account))
-					except EmailSyncError as exc:
+						if sender is None and mail.recipients:
+							sender = stack.enter_context(make_sender(account))
+							report.sessions += 1
+						_send_one(store, sender, mail, sent_copies, now, report)
+					except TransportError as exc:  # no session, or it could not be opened again
 						report.errors[account.name] = f"{exc.title}: {exc}"
 						for rest in batch[index:]:
 							_defer(store, rest, str(exc), now, report)
 						return handled
-					report.sessions += 1
-				try:
-					_send_one(store, sender, mail, sent_copies, now, report)
-				except TransportError as exc:  # the session could not be opened again
-					report.errors[account.name] = f"{exc.title}: {exc}"
-					for rest in batch[index:]:
-						_defer(store, rest, str(exc), now, report)
-					return handled
-	if sender is not None and getattr(sender, "sessions", 1) > 1:
-		report.sessions += sender.sessions - 1
+		finally:
+			# reconnections after the server dropped the session
+			report.sessions += max(getattr(sender, "sessions", 1) - 1, 0) if sender is not None else 0
 	return handled
 
 

@@ -28,7 +28,28 @@ from email_reply_parser import EmailMessage as _ReplyMessage
 
 logger = logging.getLogger(__name__)
 
-_POLICY = email.policy.default
+
+
+class _CachingPolicy(email.policy.EmailPolicy):
+	"""email.policy.default that parses each distinct header once.
+
+	The stdlib parses a header again on every access (get_content_type() alone reads Content-Type
+	several times per part, and the parser itself asks while it splits multiparts). Parsed headers
+	are immutable, so they are cached by (name, value): about half of the time of a parse.
+	"""
+
+	def header_fetch_parse(self, name, value):
+		if not isinstance(value, str) or len(value) > 4096:
+			return super().header_fetch_parse(name, value)
+		return _parsed_header(self, name, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_header(policy: email.policy.EmailPolicy, name: str, value: str):
+	return email.policy.EmailPolicy.header_fetch_parse(policy, name, value)
+
+
+_POLICY = _CachingPolicy()
 # writes attached messages back as they came, without refolding their headers
 _VERBATIM = email.policy.default.clone(refold_source="none")
 _TEXT_HEADER = _POLICY.header_factory["x-text"]
@@ -388,10 +409,16 @@ def _addresses(values: dict[str, list[str]], name: str, warnings: list[str]) -> 
 	return tuple(found)
 
 
+@functools.lru_cache(maxsize=8192)
+def _parsed_addresses(value: str) -> tuple[tuple[str, str], ...]:
+	"""The policy's parse of an address header; cached, as the same senders come again and again."""
+	return tuple((a.display_name, a.addr_spec) for a in _ADDRESS_HEADER("to", value).addresses)
+
+
 def _address_pairs(value: str, name: str, warnings: list[str]) -> list[tuple[str, str]]:
 	"""(display name, address) pairs; the policy's parser first, email.utils when it gives up."""
 	try:
-		return [(a.display_name, a.addr_spec) for a in _ADDRESS_HEADER("to", value).addresses]
+		return list(_parsed_addresses(value))
 	except Exception as exc:
 		warnings.append(f"the {name} header is malformed ({exc}); read it the simple way")
 		return [(_decode_words(n), a) for n, a in email.utils.getaddresses([value])]
@@ -636,25 +663,34 @@ def _part_header(part: Message, name: str) -> str | None:
 
 
 def _part_filename(part: Message) -> str:
+	"""The file name from Content-Disposition or Content-Type (RFC 2231 and 2047 decoded).
+
+	Read from a compat32 Message holding the part's raw values with their 8-bit bytes already read
+	as text: the default policy would have turned such bytes into U+FFFD first."""
+	holder = Message()
+	for name in ("content-disposition", "content-type"):
+		value = _part_header(part, name)
+		if value is not None:
+			holder[name] = value
 	try:
-		name = part.get_filename() or ""
-	except Exception:  # a malformed Content-Disposition
+		return _decode_words(holder.get_filename() or "")
+	except Exception:  # a malformed parameter list
 		return ""
-	return _decode_words(_unfold(name))
 
 
 def _decoded_size(part: Message) -> int | None:
-	"""The decoded size from the encoded payload, without decoding; None when only decoding tells."""
-	payload = part.get_payload()
+	"""A base64 part's decoded size from its length, without decoding it; None for other parts
+	(decoding those costs about as much as measuring them)."""
+	if (_part_header(part, "content-transfer-encoding") or "").strip().lower() != "base64":
+		return None
+	try:
+		payload = part.get_payload()
+	except (ValueError, TypeError):  # 8-bit junk in the payload and an odd charset parameter
+		return None
 	if not isinstance(payload, str):
 		return None
-	encoding = (_part_header(part, "content-transfer-encoding") or "7bit").strip().lower()
-	if encoding == "base64":
-		length = len(payload) - sum(payload.count(c) for c in "\r\n \t")
-		return max(0, length * 3 // 4 - payload[-8:].count("="))
-	if encoding in ("7bit", "8bit", "binary"):
-		return len(payload)  # one character per byte (surrogate escapes for 8-bit bytes)
-	return None
+	length = len(payload) - sum(payload.count(c) for c in "\r\n \t")
+	return max(0, length * 3 // 4 - payload[-8:].count("="))
 
 
 def _part_bytes(part: Message) -> bytes:
@@ -705,7 +741,7 @@ def _defect_warnings(parts: list[Message]) -> list[str]:
 				found.append(_DEFECT_WORDS[name])
 			elif name not in _QUIET_DEFECTS:  # "InvalidBase64PaddingDefect" -> "invalid base64 padding"
 				words = re.sub(r"(?<!^)(?=[A-Z])", " ", name.removesuffix("Defect")).lower()
-				detail = str(defect)
+				detail = _unfold(str(defect))[:200]  # some carry the offending line, raw bytes and all
 				found.append(f"{words}: {detail}" if detail and detail.lower() != words else words)
 	return found
 

@@ -20,6 +20,70 @@ ONE_PER_SITE = ("default_incoming", "default_outgoing", "enable_automatic_linkin
 
 class EmailSyncAccount(Document):
 	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		from email_account_app.email_account_app.doctype.email_sync_folder.email_sync_folder import (
+			EmailSyncFolder,
+		)
+
+		add_signature: DF.Check
+		always_use_account_email_id_as_sender: DF.Check
+		always_use_account_name_as_sender_name: DF.Check
+		append_emails_to_sent_folder: DF.Check
+		append_to: DF.Link | None
+		ascii_encode_password: DF.Check
+		attachment_limit: DF.Float
+		auto_reply_message: DF.TextEditor | None
+		awaiting_password: DF.Check
+		ca_file: DF.Data | None
+		condition: DF.Code | None
+		create_contact: DF.Check
+		default_incoming: DF.Check
+		default_outgoing: DF.Check
+		domain: DF.Link | None
+		email_account_name: DF.Data | None
+		email_id: DF.Data
+		email_server: DF.Data | None
+		email_sync_option: DF.Literal["UNSEEN", "ALL"]
+		enable_auto_reply: DF.Check
+		enable_automatic_linking: DF.Check
+		enable_incoming: DF.Check
+		enable_outgoing: DF.Check
+		failed_count: DF.Int
+		imap_folder: DF.Table[EmailSyncFolder]
+		incoming_port: DF.Data | None
+		initial_sync_count: DF.Int
+		last_error: DF.SmallText | None
+		last_pull: DF.Datetime | None
+		last_pull_summary: DF.SmallText | None
+		login_id: DF.Data | None
+		login_id_is_different: DF.Check
+		no_smtp_authentication: DF.Check
+		notify_if_unreplied: DF.Check
+		password: DF.Password | None
+		received_count: DF.Int
+		send_notification_to: DF.SmallText | None
+		send_unsubscribe_message: DF.Check
+		sent_count: DF.Int
+		sent_folder_name: DF.Data | None
+		signature: DF.TextEditor | None
+		skipped_count: DF.Int
+		smtp_port: DF.Data | None
+		smtp_server: DF.Data | None
+		timeout: DF.Float
+		track_email_status: DF.Check
+		unreplied_for_mins: DF.Int
+		use_imap: DF.Check
+		use_ssl: DF.Check
+		use_ssl_for_outgoing: DF.Check
+		use_starttls: DF.Check
+		use_tls: DF.Check
+		validate_ssl_certificate: DF.Check
 	# end: auto-generated types
 
 	def autoname(self):

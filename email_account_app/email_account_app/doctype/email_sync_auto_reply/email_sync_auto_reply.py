@@ -7,6 +7,18 @@ from frappe.model.document import Document
 
 class EmailSyncAutoReply(Document):
 	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		account: DF.Link
+		sender: DF.Data | None
+		sent_on: DF.Datetime | None
+		thread_hash: DF.Data | None
+		thread_key: DF.SmallText | None
 	# end: auto-generated types
 
 	pass

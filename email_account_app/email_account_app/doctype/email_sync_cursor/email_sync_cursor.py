@@ -7,6 +7,15 @@ from frappe.model.document import Document
 
 class EmailSyncCursor(Document):
 	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		account: DF.Link
+		folder: DF.Data
 	# end: auto-generated types
 
 	pass

@@ -8,6 +8,34 @@ from frappe.model.document import Document
 
 class EmailSyncOutbox(Document):
 	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		from email_account_app.email_account_app.doctype.email_sync_outbox_recipient.email_sync_outbox_recipient import (
+			EmailSyncOutboxRecipient,
+		)
+
+		account: DF.Link
+		claimed_at: DF.Datetime | None
+		communication: DF.Link | None
+		envelope_from: DF.Data | None
+		error: DF.LongText | None
+		message_id: DF.SmallText | None
+		next_try: DF.Datetime | None
+		raw: DF.LongText | None
+		recipients: DF.Table[EmailSyncOutboxRecipient]
+		reference_doctype: DF.Link | None
+		reference_name: DF.DynamicLink | None
+		retries: DF.Int
+		sent_copy: DF.Check
+		skipped: DF.SmallText | None
+		status: DF.Literal["Queued", "Sending", "Sent", "Partly Sent", "Failed"]
+		subject: DF.SmallText | None
+		thread_token: DF.Data | None
 	# end: auto-generated types
 
 	@frappe.whitelist()
@@ -18,7 +46,7 @@ class EmailSyncOutbox(Document):
 			frappe.throw(_("Only a Failed or Partly Sent message can be sent again."))
 		for row in self.recipients:
 			if row.status == "Failed":
-				row.db_set({"status": "Pending", "code": None, "server_text": None})
+				row.db_set({"status": "Pending", "code": 0, "server_text": None})
 		self.db_set({"status": "Queued", "retries": 0, "next_try": None, "error": None})
 		from email_account_app.tasks import queue_flush
 

@@ -7,6 +7,17 @@ from frappe.model.document import Document
 
 class EmailSyncUnsubscribe(Document):
 	# begin: auto-generated types
+	# This code is auto-generated. Do not modify anything in this block.
+
+	from typing import TYPE_CHECKING
+
+	if TYPE_CHECKING:
+		from frappe.types import DF
+
+		account: DF.Link | None
+		email: DF.Data
+		reference_doctype: DF.Link | None
+		reference_name: DF.DynamicLink | None
 	# end: auto-generated types
 
 	def validate(self):

@@ -1,0 +1,207 @@
+"""A pull through a real Dovecot into the site: Communications, Files, new documents, threads."""
+
+from __future__ import annotations
+
+from unittest.mock import patch
+
+from email_account_app.tests.utils import (
+	TEST_DOCTYPE,
+	FrappeTestCase,
+	create_test_doctype,
+	drop_test_doctype,
+	frappe,
+	make_account,
+	make_mail,
+	needs_frappe,
+	start_dovecot,
+)
+
+USER = "alice@example.com"
+
+
+@needs_frappe
+class TestPull(FrappeTestCase):
+	@classmethod
+	def setUpClass(cls):
+		cls.dovecot = start_dovecot()
+		cls.addClassCleanup(cls.dovecot.cleanup)
+		create_test_doctype()
+		cls.addClassCleanup(drop_test_doctype)
+		super().setUpClass()
+
+	def setUp(self):
+		self.addCleanup(frappe.db.rollback)
+		self.dovecot.reset(USER)
+		self.account = make_account("Alice Support", **self.settings())
+
+	def settings(self, user=USER, **overrides):
+		data = self.dovecot.account(user, email_sync_option="ALL", append_to=TEST_DOCTYPE)
+		data["incoming_port"] = str(data["incoming_port"])
+		data.update(overrides)
+		return data
+
+	def pull(self, name=None, **kwargs):
+		from email_account_app.frappe_store import FrappeStore
+		from email_account_app.tasks import pull_account
+
+		return pull_account(name or self.account.name, store=FrappeStore(commit=False), **kwargs)
+
+	def test_new_mail_creates_documents_with_the_doctype_settings(self):
+		raw = make_mail(
+			subject="Printer on fire",
+			sender="Customer One <customer@client.test>",
+			body="It is on fire.\n",
+			attachments=[("photo.png", b"\x89PNG fake image", "image/png")],
+		)
+		self.dovecot.append(USER, raw)
+		report = self.pull()
+		self.assertEqual((report.fetched, report.created, report.failed), (1, 1, 0), report.as_dict())
+
+		comm = frappe.get_last_doc("Communication", filters={"email_sync_account": self.account.name})
+		self.assertEqual(comm.sent_or_received, "Received")
+		self.assertEqual(comm.communication_medium, "Email")
+		self.assertEqual(comm.sender, "customer@client.test")
+		self.assertEqual(comm.reference_doctype, TEST_DOCTYPE)
+		ticket = frappe.get_doc(TEST_DOCTYPE, comm.reference_name)
+		self.assertEqual(ticket.subject, "Printer on fire")
+		self.assertEqual(ticket.raised_by, "customer@client.test")
+		self.assertEqual(ticket.raised_by_name, "Customer One")
+		self.assertTrue(ticket.name.startswith("TT-"))
+		self.assertIn("on fire", ticket.description)
+
+		files = frappe.get_all(
+			"File",
+			filters={"attached_to_doctype": "Communication", "attached_to_name": comm.name},
+			fields=["file_name", "is_private"],
+		)
+		self.assertEqual([(f.file_name, f.is_private) for f in files], [("photo.png", 1)])
+
+		account = frappe.get_doc("Email Sync Account", self.account.name)
+		self.assertTrue(account.last_pull)
+		self.assertFalse(account.last_error)
+		self.assertEqual(account.received_count, 1)
+		self.assertIn("1 created", account.last_pull_summary)
+
+	def test_a_reply_joins_the_thread_and_reopens_the_document(self):
+		first = make_mail(subject="Invoice missing", message_id="<first@client.test>")
+		self.dovecot.append(USER, first)
+		self.pull()
+		comm = frappe.get_last_doc("Communication", filters={"email_sync_account": self.account.name})
+		frappe.db.set_value(TEST_DOCTYPE, comm.reference_name, "status", "Closed")
+
+		reply = make_mail(
+			subject="Re: Invoice missing",
+			message_id="<second@client.test>",
+			in_reply_to="<first@client.test>",
+			references="<first@client.test>",
+		)
+		self.dovecot.append(USER, reply)
+		report = self.pull()
+		self.assertEqual((report.fetched, report.linked, report.created), (1, 1, 0), report.as_dict())
+		second = frappe.get_doc("Communication", {"message_id": "second@client.test"})
+		self.assertEqual(
+			(second.reference_doctype, second.reference_name), (TEST_DOCTYPE, comm.reference_name)
+		)
+		self.assertEqual(second.in_reply_to, comm.name)
+		self.assertEqual(frappe.db.get_value(TEST_DOCTYPE, comm.reference_name, "status"), "Open")
+		self.assertEqual(frappe.db.count(TEST_DOCTYPE, {"subject": "Invoice missing"}), 1)
+
+	def test_nothing_is_stored_twice(self):
+		self.dovecot.append(USER, make_mail(subject="Once", message_id="<once@client.test>"))
+		self.pull()
+		frappe.db.delete("Email Sync Cursor", {"account": self.account.name})  # read the folder again
+		report = self.pull()
+		self.assertEqual(report.duplicates, 1, report.as_dict())
+		self.assertEqual(frappe.db.count("Communication", {"message_id": "once@client.test"}), 1)
+
+	def test_unseen_mode_flags_only_what_was_stored(self):
+		self.account.email_sync_option = "UNSEEN"
+		self.account.save()
+		uid = self.dovecot.append(USER, make_mail(subject="Flag me"))
+		self.pull()
+		self.assertIn("\\Seen", self.dovecot.flags(USER)[uid])
+
+	def test_a_message_that_fails_is_kept_with_its_raw_bytes(self):
+		from email_account_app.engine.routing import Router
+
+		self.dovecot.append(USER, make_mail(subject="Boom", message_id="<boom@client.test>"))
+		with patch.object(Router, "decide", side_effect=RuntimeError("routing broke")):
+			report = self.pull()
+		self.assertEqual(report.failed, 1)
+		failure = frappe.get_last_doc("Email Sync Message", filters={"account": self.account.name})
+		self.assertEqual(failure.status, "Failed")
+		self.assertIn("routing broke", failure.error)
+		self.assertTrue(failure.raw_file.startswith("/private/files/"))
+		raw = frappe.get_doc("File", {"file_url": failure.raw_file}).get_content()
+		raw = raw.encode() if isinstance(raw, str) else raw
+		self.assertIn(b"boom@client.test", raw)
+		self.assertEqual(frappe.db.count("Communication", {"message_id": "boom@client.test"}), 0)
+
+	def test_a_failing_account_is_logged_and_the_others_go_on(self):
+		broken = make_account("Broken Bob", **self.settings("bob@example.com", password="wrong"))
+		self.dovecot.append(USER, make_mail(subject="Still arrives"))
+		errors_before = frappe.db.count("Error Log", {"reference_name": broken.name})
+		self.assertIsNotNone(self.pull(broken.name))
+		report = self.pull()
+		self.assertEqual(report.fetched, 1, report.as_dict())
+		broken.reload()
+		self.assertIn("refused the login", broken.last_error)
+		self.assertEqual(frappe.db.count("Error Log", {"reference_name": broken.name}), errors_before + 1)
+		self.assertEqual(frappe.db.count("Communication", {"subject": "Still arrives"}), 1)
+
+	def test_pull_all_fans_out_one_deduplicated_job_per_account(self):
+		from email_account_app.tasks import pull_all
+
+		with patch("frappe.enqueue") as enqueue:
+			pull_all()
+		calls = {c.kwargs["account"]: c.kwargs for c in enqueue.call_args_list}
+		self.assertIn(self.account.name, calls)
+		job = calls[self.account.name]
+		self.assertEqual(job["queue"], "long")
+		self.assertEqual(job["job_id"], f"email_sync_pull::{self.account.name}")
+		self.assertTrue(job["deduplicate"])
+
+	def test_test_connection_gives_the_engines_verdict(self):
+		from email_account_app.api import test_connection
+
+		result = test_connection(self.account.name)
+		self.assertTrue(result["ok"], result)
+		[incoming] = result["parts"]
+		self.assertIn("logged in as alice@example.com", incoming["message"])
+		self.assertIn("INBOX (synced)", [f["name"] for f in incoming["folders"]])
+
+		self.account.password = "wrong"
+		self.account.save()
+		result = test_connection(self.account.name)
+		self.assertFalse(result["ok"])
+		self.assertIn("refused the login", result["parts"][0]["message"])
+
+	def test_the_owner_gives_an_awaited_password_after_login(self):
+		from email_account_app.api import set_awaiting_password
+		from email_account_app.boot import boot_session
+
+		waiting = make_account(
+			"Waiting Bob", **self.settings("bob@example.com", password=None, awaiting_password=1)
+		)
+		user = frappe.get_doc(
+			{"doctype": "User", "email": "bob@example.com", "first_name": "Bob", "send_welcome_email": 0}
+		).insert(ignore_permissions=True)
+		frappe.set_user(user.name)
+		self.addCleanup(frappe.set_user, "Administrator")
+		bootinfo = frappe._dict()
+		boot_session(bootinfo)
+		self.assertEqual(
+			bootinfo.email_sync_awaiting_password, [{"name": waiting.name, "email_id": "bob@example.com"}]
+		)
+
+		with patch("email_account_app.tasks.queue_pull") as queue_pull:
+			self.assertFalse(set_awaiting_password(waiting.name, "not-it")["ok"])
+			result = set_awaiting_password(waiting.name, "bob-pass")
+		self.assertTrue(result["ok"], result)
+		waiting.reload()
+		self.assertEqual(waiting.awaiting_password, 0)
+		queue_pull.assert_called_once_with(waiting.name, after_commit=True)
+
+		frappe.set_user("Guest")
+		with self.assertRaises(frappe.PermissionError):
+			set_awaiting_password(self.account.name, "x")

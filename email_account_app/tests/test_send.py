@@ -1,0 +1,281 @@
+"""Sending through a real SMTP server (aiosmtpd): the outbox, site mail, threads, the guest links."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from unittest.mock import patch
+
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
+
+from email_account_app.tests.utils import (
+	TEST_DOCTYPE,
+	FrappeTestCase,
+	create_test_doctype,
+	drop_test_doctype,
+	frappe,
+	make_account,
+	make_mail,
+	needs_frappe,
+	purge,
+	start_dovecot,
+	start_smtp,
+)
+
+USER = "alice@example.com"
+
+
+def request(method: str) -> Request:
+	return Request(
+		EnvironBuilder(method=method, path="/api/method/email_account_app.api.unsubscribe").get_environ()
+	)
+
+
+def parse(raw: bytes):
+	return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+@needs_frappe
+class TestSend(FrappeTestCase):
+	@classmethod
+	def setUpClass(cls):
+		cls.smtp = start_smtp("plain")
+		cls.addClassCleanup(cls.smtp.stop)
+		cls.dovecot = start_dovecot()
+		cls.addClassCleanup(cls.dovecot.cleanup)
+		create_test_doctype()
+		cls.addClassCleanup(drop_test_doctype)
+		# these tests commit (v15's email queue does as it sends): no background job may be
+		# queued for an account that is gone when the test ends
+		for name in ("queue_pull", "queue_flush"):
+			patcher = patch(f"email_account_app.tasks.{name}")
+			patcher.start()
+			cls.addClassCleanup(patcher.stop)
+		super().setUpClass()
+
+	def setUp(self):
+		self.addCleanup(purge, "Alice", frappe.utils.now_datetime())
+		self.smtp.reset()
+		self.dovecot.reset(USER)
+		data = self.dovecot.account(USER, email_sync_option="ALL", append_to=TEST_DOCTYPE)
+		data["incoming_port"] = str(data["incoming_port"])
+		smtp = self.smtp.account(USER)
+		smtp["smtp_port"] = str(smtp["smtp_port"])
+		data.update({k: v for k, v in smtp.items() if k not in ("email_id", "ca_file", "timeout")})
+		self.account = make_account("Alice", **data, default_outgoing=1, track_email_status=1)
+
+	def store(self):
+		from email_account_app.frappe_store import FrappeStore
+
+		return FrappeStore(commit=False)
+
+	def settings(self):
+		from email_account_app.accounts import load_account
+
+		return load_account(self.account.name)
+
+	def queue(self, **request):
+		from email_account_app.accounts import site_settings
+		from email_account_app.engine.compose import OutgoingRequest
+		from email_account_app.engine.outbox import queue_mail
+
+		return queue_mail(self.store(), self.settings(), site_settings(), OutgoingRequest(**request))
+
+	def flush(self):
+		from email_account_app.tasks import flush_account
+
+		return flush_account(self.account.name, store=self.store())
+
+	# -- the outbox ------------------------------------------------------------------------------
+
+	def test_queued_mail_goes_out_and_is_recorded(self):
+		mail = self.queue(to=("customer@client.test",), subject="Your order", text="It shipped.")
+		outbox = frappe.get_doc("Email Sync Outbox", mail.name)
+		self.assertEqual((outbox.status, [r.status for r in outbox.recipients]), ("Queued", ["Pending"]))
+		comm = frappe.get_doc("Communication", mail.extra["communication"])
+		self.assertEqual((comm.sent_or_received, comm.delivery_status), ("Sent", "Sending"))
+
+		report = self.flush()
+		self.assertTrue(report.ok, report.as_dict())
+		[delivery] = self.smtp.deliveries
+		self.assertEqual(delivery.rcpt_tos, ("customer@client.test",))
+		message = parse(delivery.content)
+		self.assertEqual(message["Subject"], "Your order")
+		self.assertEqual(message["Message-ID"].strip("<>"), mail.message_id)
+		outbox.reload()
+		self.assertEqual((outbox.status, [r.status for r in outbox.recipients]), ("Sent", ["Sent"]))
+		self.assertEqual(frappe.db.get_value("Communication", comm.name, "delivery_status"), "Sent")
+		self.assertEqual(frappe.db.get_value("Email Sync Account", self.account.name, "sent_count"), 1)
+
+	def test_a_refused_recipient_fails_and_the_others_get_it(self):
+		self.smtp.refuse("nobody@client.test", "550 5.1.1 No such user")
+		mail = self.queue(to=("customer@client.test", "nobody@client.test"), subject="Two", text="x")
+		self.flush()
+		outbox = frappe.get_doc("Email Sync Outbox", mail.name)
+		rows = {r.email: (r.status, r.code) for r in outbox.recipients}
+		self.assertEqual(rows, {"customer@client.test": ("Sent", 250), "nobody@client.test": ("Failed", 550)})
+		self.assertEqual(outbox.status, "Partly Sent")
+
+	def test_a_reply_to_sent_mail_threads_onto_its_document(self):
+		self.dovecot.append(USER, make_mail(subject="Need help", message_id="<ask@client.test>"))
+		self.pull()
+		ticket = frappe.db.get_value("Communication", {"message_id": "ask@client.test"}, "reference_name")
+		mail = self.queue(
+			to=("customer@client.test",),
+			subject="Re: Need help",
+			text="Try this.",
+			in_reply_to=("ask@client.test",),
+		)
+		self.assertEqual(
+			frappe.db.get_value("Communication", mail.extra["communication"], "reference_name"), ticket
+		)
+		self.flush()
+		[delivery] = self.smtp.deliveries
+		self.assertEqual(parse(delivery.content)["In-Reply-To"], "<ask@client.test>")
+
+		# the customer answers our message, dropping the subject's words: the Message-ID threads it
+		answer = make_mail(
+			subject="thanks", in_reply_to=f"<{mail.message_id}>", message_id="<thx@client.test>"
+		)
+		self.dovecot.append(USER, answer)
+		report = self.pull()
+		self.assertEqual(report.linked, 1, report.as_dict())
+		self.assertEqual(
+			frappe.db.get_value("Communication", {"message_id": "thx@client.test"}, "reference_name"), ticket
+		)
+
+	def pull(self):
+		from email_account_app.tasks import pull_account
+
+		return pull_account(self.account.name, store=self.store())
+
+	# -- site mail (override_email_send) ---------------------------------------------------------
+
+	def sendmail(self, **kwargs):
+		"""frappe.sendmail sent at once; v15's queue needs an outgoing account it knows to accept
+		mail (here mail_server in the site config, as the README says)."""
+		conf = {"mail_server": "localhost", "auto_email_id": USER}
+		frappe.flags.testing_email = True
+		try:
+			with patch.dict(frappe.local.conf, conf):
+				frappe.local.outgoing_email_account = {}
+				frappe.sendmail(now=True, **kwargs)
+		finally:
+			frappe.flags.testing_email = False
+			frappe.local.outgoing_email_account = {}
+
+	def test_site_mail_goes_out_through_the_default_outgoing_account(self):
+		self.sendmail(recipients=["someone@client.test"], subject="Site notice", message="<p>Hello</p>")
+		[delivery] = self.smtp.deliveries
+		self.assertEqual(delivery.rcpt_tos, ("someone@client.test",))
+		self.assertEqual(delivery.mail_from, USER)
+		self.assertEqual(parse(delivery.content)["Subject"], "Site notice")
+		queue = frappe.get_last_doc("Email Queue")
+		self.assertEqual(queue.status, "Sent")
+
+	def test_mail_about_a_document_answers_its_thread(self):
+		self.dovecot.append(USER, make_mail(subject="Broken", message_id="<broken@client.test>"))
+		self.pull()
+		ticket = frappe.db.get_value("Communication", {"message_id": "broken@client.test"}, "reference_name")
+		self.sendmail(
+			recipients=["customer@client.test"],
+			subject="Re: Broken",
+			message="We are on it.",
+			reference_doctype=TEST_DOCTYPE,
+			reference_name=ticket,
+		)
+		[delivery] = self.smtp.deliveries
+		message = parse(delivery.content)
+		self.assertEqual(message["In-Reply-To"], "<broken@client.test>")
+		self.assertIn("<broken@client.test>", message["References"])
+		# and the customer's answer to it comes back onto the document
+		sent_id = message["Message-ID"].strip("<>")
+		self.dovecot.append(
+			USER, make_mail(subject="ok", in_reply_to=f"<{sent_id}>", message_id="<ok@client.test>")
+		)
+		self.pull()
+		self.assertEqual(
+			frappe.db.get_value("Communication", {"message_id": "ok@client.test"}, "reference_name"), ticket
+		)
+
+	def test_without_an_account_of_ours_site_mail_is_left_to_core(self):
+		frappe.db.set_value("Email Sync Account", self.account.name, "enable_outgoing", 0)
+		with patch("email_account_app.events._send_as_core") as core:
+			self.sendmail(recipients=["someone@client.test"], subject="Core", message="x")
+		self.assertEqual(self.smtp.deliveries, [])
+		self.assertEqual(core.call_count, 1)
+
+	# -- the guest links -------------------------------------------------------------------------
+
+	def test_tracking_pixel_marks_opened_and_always_answers_a_gif(self):
+		from email_account_app import api
+		from email_account_app.accounts import site_settings
+		from email_account_app.engine.compose import tracking_token
+
+		mail = self.queue(to=("customer@client.test",), subject="Tracked", text="x")
+		self.flush()
+		token = tracking_token(site_settings(), self.account.name, mail.message_id)
+		for given in ("forged.token", token):
+			frappe.local.response = frappe._dict()
+			api.track(given)
+			self.assertEqual(frappe.local.response["type"], "binary")
+			self.assertTrue(frappe.local.response["filecontent"].startswith(b"GIF89a"))
+		comm = frappe.get_doc("Communication", mail.extra["communication"])
+		self.assertEqual((comm.delivery_status, comm.read_by_recipient), ("Opened", 1))
+
+	def test_unsubscribe_link_records_once_and_says_so(self):
+		from email_account_app import api
+		from email_account_app.accounts import site_settings
+		from email_account_app.engine.compose import unsubscribe_token
+
+		token = unsubscribe_token(site_settings(), "Reader@Client.test", self.account.name)
+		self.addCleanup(setattr, frappe.local, "request", getattr(frappe.local, "request", None))
+		frappe.local.request = request("GET")
+		api.unsubscribe(token)
+		self.assertIn("Stop sending emails to reader@client.test", frappe.local.message)
+		self.assertFalse(frappe.db.exists("Email Sync Unsubscribe", {"email": "reader@client.test"}))
+
+		frappe.local.request = request("POST")
+		api.unsubscribe(token)
+		self.assertIn("will not get these emails", frappe.local.message)
+		api.unsubscribe(token)
+		self.assertIn("already unsubscribed", frappe.local.message)
+		self.assertEqual(frappe.db.count("Email Sync Unsubscribe", {"email": "reader@client.test"}), 1)
+
+		api.unsubscribe(token[:-3] + "abc")
+		self.assertEqual(frappe.local.message_title, "Invalid link")
+
+		# bulk mail leaves the address out from now on
+		mail = self.queue(to=("reader@client.test", "other@client.test"), subject="News", text="x", bulk=True)
+		self.assertEqual(frappe.get_doc("Email Sync Outbox", mail.name).skipped, "reader@client.test")
+
+	# -- unreplied notices -----------------------------------------------------------------------
+
+	def test_unreplied_mail_raises_one_notice(self):
+		from email_account_app.tasks import notify_unreplied
+
+		self.account.notify_if_unreplied = 1
+		self.account.unreplied_for_mins = 30
+		self.account.send_notification_to = "lead@example.com"
+		self.account.save()
+		waited = frappe.utils.now_datetime().astimezone() - frappe.utils.datetime.timedelta(minutes=45)
+		self.dovecot.append(
+			USER, make_mail(subject="Anyone there?", date=waited, message_id="<wait@client.test>")
+		)
+		self.dovecot.append(
+			USER, make_mail(subject="Out of office", date=waited, headers={"Auto-Submitted": "auto-replied"})
+		)
+		self.pull()
+		from email_account_app import tasks
+
+		tasks.queue_flush.reset_mock()
+		notify_unreplied()
+		notify_unreplied()  # once only
+		tasks.queue_flush.assert_called_once_with("Alice", after_commit=True)
+		self.flush()
+		[notice] = [d for d in self.smtp.deliveries if "lead@example.com" in d.rcpt_tos]
+		message = parse(notice.content)
+		self.assertIn("Anyone there?", message["Subject"])
+		self.assertEqual(message["Auto-Submitted"], "auto-generated")
+		self.assertEqual(len(self.smtp.deliveries), 1)

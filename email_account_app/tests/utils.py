@@ -1,0 +1,160 @@
+"""Shared by the app's FrappeTestCase tests (run by ``bench run-tests --app email_account_app``).
+
+Without Frappe (plain pytest, plain CI) importing this works and ``frappe`` is None: the test
+modules skip themselves. The real mail servers come from the repository's own test helpers
+(tests/dovecot.py: Dovecot; tests/smtp_server.py: aiosmtpd), loaded from the checkout the app was
+installed from; where they (or Dovecot, pytest, trustme, aiosmtpd) are missing, the tests that need
+them are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import types
+import unittest
+from pathlib import Path
+
+try:
+	import frappe
+	from frappe.tests.utils import FrappeTestCase
+except ImportError:  # plain CI: no Frappe
+	frappe = None
+	FrappeTestCase = unittest.TestCase
+
+needs_frappe = unittest.skipIf(frappe is None, "needs Frappe: run with bench run-tests")
+
+REPO_TESTS = Path(__file__).resolve().parents[2] / "tests"
+_PACKAGE = "email_account_app_repo_tests"
+TEST_DOCTYPE = "Email Sync Test Ticket"
+
+
+def repo_test_module(name: str):
+	"""A module of the repository's tests/ (dovecot, smtp_server, factory), or a unittest.SkipTest."""
+	if not (REPO_TESTS / f"{name}.py").exists():
+		raise unittest.SkipTest(f"the repository's tests/{name}.py is not next to the app ({REPO_TESTS})")
+	if _PACKAGE not in sys.modules:
+		package = types.ModuleType(_PACKAGE)
+		package.__path__ = [str(REPO_TESTS)]
+		sys.modules[_PACKAGE] = package
+	try:
+		return importlib.import_module(f"{_PACKAGE}.{name}")
+	except ImportError as exc:
+		raise unittest.SkipTest(f"tests/{name}.py needs {exc.name}: pip install email_account_app[test]")
+
+
+def start_dovecot():
+	"""A running Dovecot on loopback (the repository's fixture class), or a unittest.SkipTest."""
+	dovecot = repo_test_module("dovecot")
+	binary = dovecot._find_dovecot()
+	if binary is None:
+		raise unittest.SkipTest("dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d)")
+	server = dovecot.Dovecot(binary)
+	server.start()
+	return server
+
+
+def start_smtp(mode: str = "plain"):
+	"""An aiosmtpd server on loopback (the repository's helper): plain, starttls or ssl."""
+	smtp = repo_test_module("smtp_server")
+	trustme = importlib.import_module("trustme")
+	import tempfile
+
+	directory = Path(tempfile.mkdtemp(prefix="email-sync-smtp-"))
+	ca = trustme.CA()
+	ca_file = str(directory / "ca.pem")
+	ca.cert_pem.write_to_path(ca_file)
+	return smtp.SmtpServer(mode, ca, ca_file)
+
+
+def make_mail(**kwargs) -> bytes:
+	return repo_test_module("factory").make_mail(**kwargs)
+
+
+def create_test_doctype() -> str:
+	"""A small custom DocType that mail is appended to (what Issue is on an ERPNext site).
+
+	Creating a table commits (DDL): call it from setUpClass, and drop_test_doctype at the end."""
+	if frappe.db.exists("DocType", TEST_DOCTYPE):
+		return TEST_DOCTYPE
+	frappe.get_doc(
+		{
+			"doctype": "DocType",
+			"name": TEST_DOCTYPE,
+			"module": "Email Account App",
+			"custom": 1,
+			"autoname": "TT-.#####",
+			"email_append_to": 1,
+			"subject_field": "subject",
+			"sender_field": "raised_by",
+			"sender_name_field": "raised_by_name",
+			"fields": [
+				{"fieldname": "subject", "fieldtype": "Data", "label": "Subject", "reqd": 1},
+				{"fieldname": "raised_by", "fieldtype": "Data", "label": "Raised By", "options": "Email"},
+				{"fieldname": "raised_by_name", "fieldtype": "Data", "label": "Raised By Name"},
+				{
+					"fieldname": "status",
+					"fieldtype": "Select",
+					"label": "Status",
+					"options": "Open\nReplied\nClosed",
+					"default": "Open",
+				},
+				{"fieldname": "description", "fieldtype": "Text Editor", "label": "Description", "reqd": 1},
+			],
+			"permissions": [{"role": "System Manager", "read": 1, "write": 1, "create": 1, "delete": 1}],
+		}
+	).insert(ignore_permissions=True)
+	frappe.db.commit()
+	return TEST_DOCTYPE
+
+
+def drop_test_doctype() -> None:
+	if frappe.db.exists("DocType", TEST_DOCTYPE):
+		frappe.delete_doc("DocType", TEST_DOCTYPE, ignore_permissions=True, force=True)
+		frappe.db.commit()
+
+
+def make_account(name: str, **values):
+	"""An Email Sync Account (inserted; the test's transaction rolls it back)."""
+	doc = frappe.get_doc({"doctype": "Email Sync Account", "email_account_name": name, **values})
+	doc.insert(ignore_permissions=True)
+	return doc
+
+
+def purge(account: str, since=None) -> None:
+	"""Delete what a test made for ``account`` and committed (v15's email queue commits as it
+	sends, so a test that sends site mail cannot rely on the rollback alone)."""
+	frappe.db.rollback()
+	comms = frappe.get_all("Communication", filters={"email_sync_account": account}, pluck="name")
+	documents = {
+		(row.reference_doctype, row.reference_name)
+		for row in frappe.get_all(
+			"Email Sync Message",
+			filters={"account": account, "reference_name": ("is", "set")},
+			fields=["reference_doctype", "reference_name"],
+		)
+	}
+	for doctype, name in documents:
+		frappe.db.delete(doctype, {"name": name})
+	if comms:
+		frappe.db.delete("Communication Link", {"parent": ("in", comms)})
+		frappe.db.delete("File", {"attached_to_doctype": "Communication", "attached_to_name": ("in", comms)})
+		frappe.db.delete("Communication", {"name": ("in", comms)})
+	for doctype in (
+		"Email Sync Message",
+		"Email Sync Cursor",
+		"Email Sync Auto Reply",
+		"Email Sync Unsubscribe",
+	):
+		frappe.db.delete(doctype, {"account": account})
+	for name in frappe.get_all("Email Sync Outbox", filters={"account": account}, pluck="name"):
+		frappe.db.delete("Email Sync Outbox Recipient", {"parent": name})
+		frappe.db.delete("Email Sync Outbox", {"name": name})
+	frappe.db.delete("Email Sync Folder", {"parent": account})
+	frappe.db.delete("Email Sync Account", {"name": account})
+	if since is not None:
+		for name in frappe.get_all("Email Queue", filters={"creation": (">=", since)}, pluck="name"):
+			frappe.db.delete("Email Queue Recipient", {"parent": name})
+			frappe.db.delete("Email Queue", {"name": name})
+	frappe.db.commit()
