@@ -102,7 +102,11 @@ def server_settings_for(
 	values = {}
 	for key in keys:
 		value = getattr(settings, key)
-		values[key] = int(value) if isinstance(value, bool) else value
+		if isinstance(value, bool):
+			value = int(value)
+		elif key in ("incoming_port", "smtp_port") and value is not None:
+			value = str(value)  # Data fields, as in core's Email Account
+		values[key] = value
 	return values
 
 
@@ -215,4 +219,12 @@ def track(token: str | None = None) -> None:
 	except Exception:
 		frappe.db.rollback()
 		frappe.log_error(title=_("Email sync: tracking pixel failed"))
-	frappe.local.response.update({"type": "binary", "filename": "pixel.gif", "filecontent": PIXEL})
+	frappe.local.response.update(
+		{
+			"type": "download",
+			"filename": "pixel.gif",
+			"filecontent": PIXEL,
+			"content_type": "image/gif",
+			"display_content_as": "inline",
+		}
+	)

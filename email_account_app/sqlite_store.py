@@ -20,7 +20,8 @@ from .engine.parsing import IncomingMessage, normalize_subject
 from .engine.store import CommunicationRef, Cursor, Decision, DocRef, Location, SaveResult
 from .sqlite_outbox import OUTBOX_SCHEMA, SQLiteOutboxMixin
 
-SCHEMA = """
+SCHEMA = (
+	"""
 CREATE TABLE IF NOT EXISTS cursors (
 	account TEXT NOT NULL,
 	folder TEXT NOT NULL,
@@ -127,7 +128,9 @@ CREATE TABLE IF NOT EXISTS documents (
 	modified TEXT NOT NULL,
 	UNIQUE (doctype, name)
 );
-""" + OUTBOX_SCHEMA
+"""
+	+ OUTBOX_SCHEMA
+)
 
 
 @dataclass(frozen=True)
@@ -272,7 +275,9 @@ class SQLiteStore(SQLiteOutboxMixin):
 				params += [account, message_id]
 		if location is not None:
 			for table in ("communications", "skipped", "failures"):
-				parts.append(f"SELECT 1 FROM {table} WHERE account=? AND folder=? AND uidvalidity=? AND uid=?")
+				parts.append(
+					f"SELECT 1 FROM {table} WHERE account=? AND folder=? AND uidvalidity=? AND uid=?"
+				)
 				params += [account, location.folder, location.uidvalidity, location.uid]
 		if not parts:
 			return False

@@ -119,7 +119,9 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fresh, tmp_path)
 	]
 	for raw in raws:
 		fresh.append(USER, raw)
-	config = write_config(tmp_path / "c.toml", fresh, email_sync_option="UNSEEN", append_to="Issue", initial_sync_count=1000)
+	config = write_config(
+		tmp_path / "c.toml", fresh, email_sync_option="UNSEEN", append_to="Issue", initial_sync_count=1000
+	)
 	db = tmp_path / "db.sqlite3"
 	cmd = [sys.executable, "-m", "email_account_app.cli", "--config", str(config), "pull", "--db", str(db)]
 	kills = 0

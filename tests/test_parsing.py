@@ -243,12 +243,18 @@ def test_newsletter_html_only():
 		("<script>alert(1)</script>ok", "ok"),
 		("<style>p{color:red}</style>ok", "ok"),
 		('<a href="javascript:alert(1)">x</a>', '<a rel="noopener noreferrer">x</a>'),
-		('<a href="https://a.example/">x</a>', '<a href="https://a.example/" rel="noopener noreferrer">x</a>'),
+		(
+			'<a href="https://a.example/">x</a>',
+			'<a href="https://a.example/" rel="noopener noreferrer">x</a>',
+		),
 		('<img src="cid:logo@x" onerror="x()">', '<img src="cid:logo@x">'),
 		('<img src="data:image/gif;base64,R0lG">', '<img src="data:image/gif;base64,R0lG">'),
 		('<img src="data:text/html;base64,PHNjcmlwdD4=">', "<img>"),
 		('<p style="position:fixed">x</p>', "<p>x</p>"),
-		("<table><tr><td colspan=2>x</td></tr></table>", '<table><tbody><tr><td colspan="2">x</td></tr></tbody></table>'),
+		(
+			"<table><tr><td colspan=2>x</td></tr></table>",
+			'<table><tbody><tr><td colspan="2">x</td></tr></tbody></table>',
+		),
 		("<form action='/x'><input name=a></form>", ""),
 	],
 )
@@ -444,7 +450,7 @@ def test_addresses_decoded_and_normalized():
 	assert m.warnings == ("skipped an invalid address in Cc: 'not-an-address'",)
 
 
-@pytest.mark.parametrize("value", ['"', "a,.,?=[,:;.]", '.<a:=?utf-8?q?', "<@>"])
+@pytest.mark.parametrize("value", ['"', "a,.,?=[,:;.]", ".<a:=?utf-8?q?", "<@>"])
 def test_address_headers_that_break_the_parser(value):
 	m = mail(f"To: {value}", "Cc: ok@example.com")
 	assert not fell_back(m)
@@ -478,7 +484,9 @@ def test_date_with_unknown_zone_is_utc():
 	assert m.date == datetime(2024, 3, 4, 10, 0, tzinfo=timezone.utc) and m.date_from_header
 
 
-@pytest.mark.parametrize("value", ["yesterday", "Mon, 99 Foo 2024 99:99:99 +0000", "Mon, 4 Mar 99999 10:00 +0000"])
+@pytest.mark.parametrize(
+	"value", ["yesterday", "Mon, 99 Foo 2024 99:99:99 +0000", "Mon, 4 Mar 99999 10:00 +0000"]
+)
 def test_unparseable_date_is_the_time_received(value):
 	m = mail(f"Date: {value}")
 	assert m.date == RECEIVED and not m.date_from_header
@@ -668,7 +676,9 @@ def test_attachment_over_the_limit_is_dropped_without_decoding(monkeypatch):
 	raw, data = big_mail(int(1.5 * MB))
 	decoded = []
 	part_bytes = parsing._part_bytes
-	monkeypatch.setattr(parsing, "_part_bytes", lambda part: decoded.append(part.get_filename()) or part_bytes(part))
+	monkeypatch.setattr(
+		parsing, "_part_bytes", lambda part: decoded.append(part.get_filename()) or part_bytes(part)
+	)
 	m = parse_message(raw, attachment_limit=MB)
 	archive, note = m.attachments
 	assert archive.filename == "archive.zip" and archive.size == len(data)
@@ -677,7 +687,9 @@ def test_attachment_over_the_limit_is_dropped_without_decoding(monkeypatch):
 	assert decoded == ["note.txt"]
 	assert note.content == b"small" and note.dropped_reason is None
 	assert m.text_content == "See the archive.\n"  # the body is not changed
-	assert m.warnings == ("attachment 'archive.zip' was not kept: over the attachment limit of 1 MB (1.5 MB)",)
+	assert m.warnings == (
+		"attachment 'archive.zip' was not kept: over the attachment limit of 1 MB (1.5 MB)",
+	)
 
 
 def test_attachment_under_the_limit_or_without_limit_is_kept():
@@ -701,7 +713,9 @@ def test_base64_size_is_known_without_decoding(data, line_length):
 	encoded = base64.b64encode(data).decode()
 	lines = "\r\n".join(encoded[i : i + line_length] for i in range(0, len(encoded), line_length))
 	part = email.message_from_bytes(
-		b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n" + lines.encode() + b"\n",
+		b"Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n"
+		+ lines.encode()
+		+ b"\n",
 		policy=email.policy.default,
 	)
 	assert parsing._decoded_size(part) == len(data)
@@ -845,14 +859,17 @@ header_values = st.one_of(
 			"text/plain; format=flowed; delsp=yes",
 			"base64",
 			"quoted-printable",
-			'attachment; filename*=utf-8\'\'%C3%A9%2F..',
+			"attachment; filename*=utf-8''%C3%A9%2F..",
 			"=?utf-8?b?w6k=?= <a@b>",
 			'"',
 		]
 	),
 )
 bodies = st.lists(
-	st.one_of(st.text(max_size=60), st.sampled_from(["--b", "--b--", "", "Content-Type: text/html", "=C3=A9", "<p>"])),
+	st.one_of(
+		st.text(max_size=60),
+		st.sampled_from(["--b", "--b--", "", "Content-Type: text/html", "=C3=A9", "<p>"]),
+	),
 	max_size=12,
 ).map("\n".join)
 

@@ -65,9 +65,21 @@ def add_sent(store, account, *, subject, to, document=None, token=None, message_
 		"INSERT INTO communications (account, sent_or_received, message_id, subject, normalized_subject, "
 		"sender, recipients, date, reference_doctype, reference_name, thread_token, delivery_status, created) "
 		"VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-		(account, "Sent", message_id, subject, subject.lower(), "alice@example.com", to,
-		 datetime.now(timezone.utc).isoformat(), document.doctype if document else None,
-		 document.name if document else None, token, "Sent", datetime.now(timezone.utc).isoformat()),
+		(
+			account,
+			"Sent",
+			message_id,
+			subject,
+			subject.lower(),
+			"alice@example.com",
+			to,
+			datetime.now(timezone.utc).isoformat(),
+			document.doctype if document else None,
+			document.name if document else None,
+			token,
+			"Sent",
+			datetime.now(timezone.utc).isoformat(),
+		),
 	)
 	return message_id, token
 
@@ -86,14 +98,22 @@ def issue(box, store):
 
 def test_new_thread_creates_a_document_with_subject_and_sender(box, store, issue):
 	doc = store.get_document(DocRef("Issue", "ISS-00001"))
-	assert doc["fields"] == {"subject": "My printer is broken", "raised_by": "customer@client.test", "status": "Open"}
+	assert doc["fields"] == {
+		"subject": "My printer is broken",
+		"raised_by": "customer@client.test",
+		"status": "Open",
+	}
 
 
 def test_doctype_mapping_from_config(box, tmp_path):
 	from email_account_app.sqlite_store import DocTypeMapping
 
-	store = SQLiteStore(tmp_path / "m.sqlite3", doctypes={"Ticket": DocTypeMapping("title", "email", "who", None, "T-")})
-	m = only(pull(box, store, make_mail(subject="Hi", sender="Ann <ann@x.test>"), support(box, append_to="Ticket")))
+	store = SQLiteStore(
+		tmp_path / "m.sqlite3", doctypes={"Ticket": DocTypeMapping("title", "email", "who", None, "T-")}
+	)
+	m = only(
+		pull(box, store, make_mail(subject="Hi", sender="Ann <ann@x.test>"), support(box, append_to="Ticket"))
+	)
 	assert m.document == DocRef("Ticket", "T-00001")
 	assert store.get_document(m.document)["fields"] == {"title": "Hi", "email": "ann@x.test", "who": "Ann"}
 
@@ -124,8 +144,13 @@ def test_references_without_in_reply_to(box, store, issue):
 
 
 def test_reply_to_our_sent_message(box, store, issue):
-	sent_id, _ = add_sent(store, "alice", subject="Re: My printer is broken", to="customer@client.test",
-		document=DocRef("Issue", "ISS-00001"))
+	sent_id, _ = add_sent(
+		store,
+		"alice",
+		subject="Re: My printer is broken",
+		to="customer@client.test",
+		document=DocRef("Issue", "ISS-00001"),
+	)
 	raw, _ = outlook_reply(sent_id, "My printer is broken", sender="customer@client.test")
 	m = only(pull(box, store, raw))
 	assert (m.rule, m.document) == ("in-reply-to", DocRef("Issue", "ISS-00001"))
@@ -146,30 +171,46 @@ def test_a_cc_d_third_party_replies(box, store, issue):
 
 def test_reply_through_a_distribution_list(box, store, issue):
 	raw, _ = thunderbird_reply(issue, "My printer is broken", sender="Team List <team@lists.client.test>")
-	raw = raw.replace(b"User-Agent:", b"List-Id: Team <team.lists.client.test>\r\nPrecedence: list\r\nUser-Agent:", 1)
+	raw = raw.replace(
+		b"User-Agent:", b"List-Id: Team <team.lists.client.test>\r\nPrecedence: list\r\nUser-Agent:", 1
+	)
 	m = only(pull(box, store, raw))
 	assert (m.rule, m.document) == ("in-reply-to", DocRef("Issue", "ISS-00001"))
 
 
 def test_reply_to_a_forwarded_message(box, store, issue):
 	forward_id = "fwd-123@client.test"  # the customer forwarded our thread; we never saw the forward
-	raw, _ = gmail_reply(forward_id, "Fwd: My printer is broken", sender="Boss <boss@client.test>",
-		references=[issue, forward_id])
+	raw, _ = gmail_reply(
+		forward_id,
+		"Fwd: My printer is broken",
+		sender="Boss <boss@client.test>",
+		references=[issue, forward_id],
+	)
 	m = only(pull(box, store, raw))
 	assert (m.rule, m.document) == ("references", DocRef("Issue", "ISS-00001"))
 
 
 def test_thread_token_in_a_sub_address(box, store, issue):
-	_, token = add_sent(store, "alice", subject="Your printer", to="customer@client.test",
-		document=DocRef("Issue", "ISS-00001"))
+	_, token = add_sent(
+		store,
+		"alice",
+		subject="Your printer",
+		to="customer@client.test",
+		document=DocRef("Issue", "ISS-00001"),
+	)
 	raw = make_mail(subject="something else entirely", to=subaddress("alice@example.com", token))
 	m = only(pull(box, store, raw))
 	assert (m.rule, m.document) == ("thread-token", DocRef("Issue", "ISS-00001"))
 
 
 def test_thread_token_in_a_message_id_we_no_longer_hold(box, store, issue):
-	_, token = add_sent(store, "alice", subject="Your printer", to="customer@client.test",
-		document=DocRef("Issue", "ISS-00001"))
+	_, token = add_sent(
+		store,
+		"alice",
+		subject="Your printer",
+		to="customer@client.test",
+		document=DocRef("Issue", "ISS-00001"),
+	)
 	unknown_id = make_message_id(token, "example.com")  # another message of the thread
 	raw, _ = gmail_reply(unknown_id, "Your printer", sender="customer@client.test")
 	m = only(pull(box, store, raw))
@@ -183,7 +224,9 @@ def test_document_name_in_the_subject(box, store, issue, subject):
 
 
 def test_subject_and_sender_without_headers(box, store, issue):
-	raw, _ = outlook_reply(issue, "My printer is broken", sender="customer@client.test", prefix="AW", headers=False)
+	raw, _ = outlook_reply(
+		issue, "My printer is broken", sender="customer@client.test", prefix="AW", headers=False
+	)
 	m = only(pull(box, store, raw))
 	assert (m.rule, m.document) == ("subject-sender", DocRef("Issue", "ISS-00001"))
 
@@ -235,12 +278,23 @@ def test_condition_skips_with_the_reason_and_imports_what_holds(box, store):
 
 def test_per_folder_condition(box, store):
 	box.create_folder(USER, "Jobs")
-	acct = support(box, folders=[{"folder_name": "Jobs", "append_to": "Job Applicant",
-		"condition": 'doc.subject.startswith("Application")'}])
+	acct = support(
+		box,
+		folders=[
+			{
+				"folder_name": "Jobs",
+				"append_to": "Job Applicant",
+				"condition": 'doc.subject.startswith("Application")',
+			}
+		],
+	)
 	box.append(USER, make_mail(subject="Application: Ann"), folder="Jobs")
 	box.append(USER, make_mail(subject="Spam"), folder="Jobs")
 	report = pull(box, store, acct=acct)
-	assert sorted((m.subject, m.action) for m in report.messages) == [("Application: Ann", "created"), ("Spam", "skipped")]
+	assert sorted((m.subject, m.action) for m in report.messages) == [
+		("Application: Ann", "created"),
+		("Spam", "skipped"),
+	]
 
 
 def test_condition_error_at_pull_time_skips_with_the_reason(box, store):
@@ -252,7 +306,9 @@ def test_condition_error_at_pull_time_skips_with_the_reason(box, store):
 # -- automatic linking ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address", ["alice+Issue=ISS-00001@example.com", "alice+Issue+ISS-00001@example.com"])
+@pytest.mark.parametrize(
+	"address", ["alice+Issue=ISS-00001@example.com", "alice+Issue+ISS-00001@example.com"]
+)
 def test_automatic_linking(box, store, issue, address):
 	acct = support(box, enable_automatic_linking=True, append_to=None)
 	m = only(pull(box, store, make_mail(subject="About that", to=address, sender="x@y.test"), acct))
@@ -270,10 +326,18 @@ def test_automatic_linking_off_links_nothing(box, store, issue):
 
 
 def test_out_of_office_reply_to_our_message_is_linked_not_a_new_document(box, store, issue):
-	sent_id, _ = add_sent(store, "alice", subject="Re: My printer is broken", to="customer@client.test",
-		document=DocRef("Issue", "ISS-00001"))
-	ooo = make_mail(subject="Automatic reply: Re: My printer is broken", in_reply_to=f"<{sent_id}>",
-		headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"})
+	sent_id, _ = add_sent(
+		store,
+		"alice",
+		subject="Re: My printer is broken",
+		to="customer@client.test",
+		document=DocRef("Issue", "ISS-00001"),
+	)
+	ooo = make_mail(
+		subject="Automatic reply: Re: My printer is broken",
+		in_reply_to=f"<{sent_id}>",
+		headers={"Auto-Submitted": "auto-replied", "X-Auto-Response-Suppress": "All"},
+	)
 	m = only(pull(box, store, ooo))
 	assert (m.action, m.document) == ("linked", DocRef("Issue", "ISS-00001"))
 
@@ -286,18 +350,24 @@ def test_out_of_office_without_a_thread_creates_nothing(box, store):
 
 
 def test_bounce_marks_our_message_bounced(box, store, issue):
-	sent_id, _ = add_sent(store, "alice", subject="Your invoice", to="gone@client.test",
-		document=DocRef("Issue", "ISS-00001"))
+	sent_id, _ = add_sent(
+		store, "alice", subject="Your invoice", to="gone@client.test", document=DocRef("Issue", "ISS-00001")
+	)
 	m = only(pull(box, store, dsn(sent_id, "gone@client.test")))
 	assert (m.action, m.rule) == ("bounced", "bounce")
 	assert "gone@client.test" in m.reason and "5.1.1" in m.reason
-	assert store.rows("SELECT delivery_status FROM communications WHERE message_id=?", sent_id)[0][0] == "Bounced"
+	assert (
+		store.rows("SELECT delivery_status FROM communications WHERE message_id=?", sent_id)[0][0]
+		== "Bounced"
+	)
 	assert store.count("documents") == 1
 
 
 def test_own_message_is_not_imported_again(box, store):
 	sent_id, _ = add_sent(store, "alice", subject="Hello", to="customer@client.test")
-	m = only(pull(box, store, make_mail(subject="Hello", sender="alice@example.com", message_id=f"<{sent_id}>")))
+	m = only(
+		pull(box, store, make_mail(subject="Hello", sender="alice@example.com", message_id=f"<{sent_id}>"))
+	)
 	assert (m.action, m.rule) == ("skipped", "own-message")
 
 

@@ -97,13 +97,23 @@ def test_a_type_error_is_a_condition_error(invoice):
 def test_conditions_are_checked_when_the_account_is_saved():
 	with pytest.raises(ConfigError, match="unknown name"):
 		account_from_mapping(
-			{"email_id": "a@example.com", "password": "p", "email_server": "x.test", "enable_incoming": 1,
-			 "condition": "subject == 'x'"}
+			{
+				"email_id": "a@example.com",
+				"password": "p",
+				"email_server": "x.test",
+				"enable_incoming": 1,
+				"condition": "subject == 'x'",
+			}
 		)
 	with pytest.raises(ConfigError, match="folder 'Jobs'"):
 		account_from_mapping(
-			{"email_id": "a@example.com", "password": "p", "email_server": "x.test", "enable_incoming": 1,
-			 "folders": [{"folder_name": "Jobs", "condition": "doc.subject =="}]}
+			{
+				"email_id": "a@example.com",
+				"password": "p",
+				"email_server": "x.test",
+				"enable_incoming": 1,
+				"folders": [{"folder_name": "Jobs", "condition": "doc.subject =="}],
+			}
 		)
 
 

@@ -33,9 +33,16 @@ def acct(dovecot):
 	dovecot.reset(USER)
 	data = dovecot.account(USER)
 	data.update(
-		email_sync_option="ALL", append_to="Issue", notify_if_unreplied=True, unreplied_for_mins=30,
-		send_notification_to="lead@example.com, boss@example.com", enable_outgoing=True,
-		smtp_server="127.0.0.1", smtp_port=2525, use_tls=False, no_smtp_authentication=True,
+		email_sync_option="ALL",
+		append_to="Issue",
+		notify_if_unreplied=True,
+		unreplied_for_mins=30,
+		send_notification_to="lead@example.com, boss@example.com",
+		enable_outgoing=True,
+		smtp_server="127.0.0.1",
+		smtp_port=2525,
+		use_tls=False,
+		no_smtp_authentication=True,
 	)
 	return account_from_mapping(data, name="support")
 
@@ -64,13 +71,24 @@ def test_no_notice_when_a_reply_was_sent(dovecot, store, acct):
 	raw = make_mail(subject="Question", date=datetime.now(timezone.utc))
 	dovecot.append(USER, raw)
 	pull_account(acct, store)
-	queue_mail(store, acct, SITE, OutgoingRequest(to=("customer@client.test",), subject="Re: Question",
-		text="Answer", in_reply_to=(message_id_of(raw),)))
+	queue_mail(
+		store,
+		acct,
+		SITE,
+		OutgoingRequest(
+			to=("customer@client.test",),
+			subject="Re: Question",
+			text="Answer",
+			in_reply_to=(message_id_of(raw),),
+		),
+	)
 	assert notify_unreplied(store, acct, SITE, now=LATER) == []
 
 
 def test_no_notice_for_automatic_mail_or_closed_documents(dovecot, store, acct):
-	dovecot.append(USER, make_mail(subject="News", headers={"Precedence": "bulk"}, date=datetime.now(timezone.utc)))
+	dovecot.append(
+		USER, make_mail(subject="News", headers={"Precedence": "bulk"}, date=datetime.now(timezone.utc))
+	)
 	dovecot.append(USER, make_mail(subject="Closed one", date=datetime.now(timezone.utc)))
 	report = pull_account(acct, store, keep_messages=True)
 	closed = next(m.document for m in report.messages if m.subject == "Closed one")
@@ -83,5 +101,7 @@ def test_off_by_default(dovecot, store, acct):
 
 	dovecot.append(USER, make_mail(date=datetime.now(timezone.utc)))
 	pull_account(acct, store)
-	assert notify_unreplied(store, dataclasses.replace(acct, notify_if_unreplied=False), SITE, now=LATER) == []
+	assert (
+		notify_unreplied(store, dataclasses.replace(acct, notify_if_unreplied=False), SITE, now=LATER) == []
+	)
 	assert isinstance(DocRef, type)

@@ -29,7 +29,6 @@ from email_reply_parser import EmailMessage as _ReplyMessage
 logger = logging.getLogger(__name__)
 
 
-
 class _CachingPolicy(email.policy.EmailPolicy):
 	"""email.policy.default that parses each distinct header once.
 

@@ -202,7 +202,9 @@ class Puller:
 		if not self.dry_run:
 			# everything read is now flagged (UNSEEN mode), and the cursor may move up to UIDNEXT - 1
 			seen_uid = max(high, last_uid) if unseen else None
-			self.store.set_cursor(self.account.name, name, Cursor(status.uidvalidity, max(high, last_uid), seen_uid))
+			self.store.set_cursor(
+				self.account.name, name, Cursor(status.uidvalidity, max(high, last_uid), seen_uid)
+			)
 
 	def _flag_committed(self, mailbox, folder: str, uidvalidity: int, seen_uid: int, last_uid: int) -> int:
 		"""Flag \\Seen what an interrupted pull committed but did not get to flag."""
@@ -250,7 +252,9 @@ class Puller:
 				items = ahead.result()
 				self._flag_pending(mailbox)
 				if index + 1 < len(chunks):
-					ahead = reader.submit(lambda c: list(self._fetch_chunk(mailbox, c, sizes)), chunks[index + 1])
+					ahead = reader.submit(
+						lambda c: list(self._fetch_chunk(mailbox, c, sizes)), chunks[index + 1]
+					)
 				yield chunk, items
 				del items
 			self._flag_pending(mailbox)

@@ -43,7 +43,9 @@ def notify_unreplied(
 	now = now or datetime.now(timezone.utc)
 	waited = timedelta(minutes=account.unreplied_for_mins)
 	queued = []
-	for comm in store.unreplied(account.name, received_before=now - waited, received_after=now - waited - LOOK_BACK):
+	for comm in store.unreplied(
+		account.name, received_before=now - waited, received_after=now - waited - LOOK_BACK
+	):
 		if not store.claim_unreplied_notice(account.name, comm.name):
 			continue  # another worker took it
 		about = f" ({comm.document})" if comm.document else ""

@@ -139,6 +139,10 @@ class TestPull(FrappeTestCase):
 
 	def test_a_failing_account_is_logged_and_the_others_go_on(self):
 		broken = make_account("Broken Bob", **self.settings("bob@example.com", password="wrong"))
+		# an Error Log outlives a rollback (core keeps errors whatever the transaction does)
+		self.addCleanup(
+			lambda: frappe.db.delete("Error Log", {"reference_name": "Broken Bob"}) or frappe.db.commit()
+		)
 		self.dovecot.append(USER, make_mail(subject="Still arrives"))
 		errors_before = frappe.db.count("Error Log", {"reference_name": broken.name})
 		self.assertIsNotNone(self.pull(broken.name))

@@ -19,15 +19,14 @@ class TestEmailSyncUnsubscribe(FrappeTestCase):
 
 	def test_recorded_once_whatever_the_case(self):
 		now = datetime.now(timezone.utc)
+		reader = f"reader-{frappe.generate_hash(length=8)}@client.test"  # none the site has already
 		self.assertTrue(
-			self.store.record_unsubscribe("Reader@Client.test", account="Letters", document=None, now=now)
+			self.store.record_unsubscribe(reader.upper(), account="Letters", document=None, now=now)
 		)
-		self.assertFalse(
-			self.store.record_unsubscribe("reader@client.test", account=None, document=None, now=now)
-		)
-		self.assertTrue(self.store.is_unsubscribed("READER@client.test"))
+		self.assertFalse(self.store.record_unsubscribe(reader, account=None, document=None, now=now))
+		self.assertTrue(self.store.is_unsubscribed(reader.title()))
 		self.assertFalse(self.store.is_unsubscribed("other@client.test"))
 		self.assertEqual(
-			frappe.db.get_value("Email Sync Unsubscribe", {"email": "reader@client.test"}, "account"),
+			frappe.db.get_value("Email Sync Unsubscribe", {"email": reader}, "account"),
 			"Letters",
 		)
