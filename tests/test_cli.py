@@ -145,3 +145,28 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fresh, tmp_path)
 	assert set(ids) == {message_id_of(r) for r in raws}
 	assert store.count("documents") == 300
 	assert all("\\Seen" in f for f in fresh.flags(USER, "INBOX").values())
+
+
+def test_dry_run_says_what_would_happen_and_writes_nothing(fresh, tmp_path):
+	first = make_mail(subject="Printer broken")
+	fresh.append(USER, first)
+	config = write_config(tmp_path / "c.toml", fresh, email_sync_option="ALL", append_to="Issue")
+	db = tmp_path / "db.sqlite3"
+	assert run_cli("pull", "--db", str(db), config=config).returncode == 0
+	from .clients import gmail_reply
+
+	reply, _ = gmail_reply(message_id_of(first), "Printer broken")
+	fresh.append(USER, reply)
+	fresh.append(USER, make_mail(subject="Another question"))
+	result = run_cli("pull", "--dry-run", "--json", "--db", str(db), config=config)
+	assert result.returncode == 0, result.stderr
+	data = json.loads(result.stdout)
+	assert data["dry_run"] is True
+	by_subject = {m["subject"]: m for m in data["accounts"][0]["messages"]}
+	assert by_subject["Re: Printer broken"]["action"] == "linked"
+	assert by_subject["Re: Printer broken"]["rule"] == "in-reply-to"
+	assert by_subject["Re: Printer broken"]["document"] == {"doctype": "Issue", "name": "ISS-00001"}
+	assert by_subject["Another question"]["action"] == "created"
+	table = run_cli("pull", "--dry-run", "--db", str(db), config=config)
+	assert "in-reply-to" in table.stdout and "Dry run" in table.stdout
+	assert SQLiteStore(db).count("communications") == 1
