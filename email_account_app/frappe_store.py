@@ -373,33 +373,38 @@ class FrappeStore:
 		)
 
 	def find_by_message_ids(self, account: str, message_ids: Sequence[str]) -> CommunicationRef | None:
+		"""The account's own mail with one of these ids, else what any account of the site sent (a
+		reply to mail sent through one account often arrives at another: the default incoming one,
+		named in Reply-To); earliest id first."""
 		ids = [i for i in dict.fromkeys(message_ids) if i]
 		if not ids:
 			return None
 		keys = {key(i): i for i in ids}
 		rows = frappe.get_all(
 			MESSAGE,
-			filters={
-				"account": account,
-				"message_key": ("in", list(keys)),
-				"status": ("in", THREAD_STATUSES),
-			},
+			filters={"message_key": ("in", list(keys)), "status": ("in", THREAD_STATUSES)},
 			fields=list(self._REF_FIELDS),
+			order_by="creation asc",
 		)
-		by_id = {keys[row.message_key]: row for row in rows}
+		by_id: dict[str, Any] = {}
+		for row in sorted(rows, key=lambda r: r.account != account):  # the account's own first
+			if row.account == account or row.status == SENT_STATUS:
+				by_id.setdefault(keys[row.message_key], row)
 		for message_id in ids:
 			if message_id in by_id:
 				return self._ref(by_id[message_id])
 		return None
 
 	def find_by_thread_token(self, account: str, token: str) -> CommunicationRef | None:
+		"""The thread's first message in the account, else the first any account sent with it."""
 		rows = frappe.get_all(
 			MESSAGE,
-			filters={"account": account, "thread_token": token, "status": ("in", THREAD_STATUSES)},
+			filters={"thread_token": token, "status": ("in", THREAD_STATUSES)},
 			fields=list(self._REF_FIELDS),
 			order_by="creation asc",
-			limit=1,
 		)
+		rows = [row for row in rows if row.account == account or row.status == SENT_STATUS]
+		rows.sort(key=lambda r: r.account != account)
 		return self._ref(rows[0]) if rows else None
 
 	def find_by_subject(

@@ -544,6 +544,12 @@ def test_related_without_boundary_inside_a_multipart():
 	assert m.html_content == "<b>hi</b>"
 
 
+def test_content_type_that_breaks_the_stdlib_parser():
+	m = mail("Subject: x", "Content-Type: tex;ut*", body="body")
+	assert not fell_back(m)
+	assert (m.subject, m.text_content) == ("x", "body")
+
+
 def test_zero_bytes():
 	m = parse_message(b"", received_at=RECEIVED)
 	assert m.raw == b"" and m.size == 0

@@ -409,3 +409,29 @@ Message-ID: <{original_id}>
 
 --B0UND--
 """.replace("\n", "\r\n").encode()
+
+
+def test_reply_to_mail_another_account_sent_threads_in_the_receiving_account(box, store, issue):
+	"""Notifications@ sends, Reply-To brings the answer to the default incoming account."""
+	sent_id, _ = add_sent(
+		store,
+		"notifications",
+		subject="Your order shipped",
+		to="customer@client.test",
+		document=DocRef("Issue", "ISS-00001"),
+	)
+	raw, _ = gmail_reply(sent_id, "Your order shipped", sender="customer@client.test")
+	m = only(pull(box, store, raw))
+	assert (m.action, m.rule, m.document) == ("linked", "in-reply-to", DocRef("Issue", "ISS-00001"))
+
+
+def test_mail_one_account_sent_to_another_is_imported_there(box, store):
+	sent_id, _ = add_sent(store, "notifications", subject="Internal note", to="alice@example.com")
+	m = only(
+		pull(
+			box,
+			store,
+			make_mail(subject="Internal note", sender="notifications@example.com", message_id=f"<{sent_id}>"),
+		)
+	)
+	assert m.action == "created"

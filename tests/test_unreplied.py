@@ -18,7 +18,11 @@ from email_account_app.sqlite_store import SQLiteStore
 from .factory import make_mail, message_id_of
 
 USER = "alice@example.com"
-LATER = datetime.now(timezone.utc) + timedelta(minutes=31)
+
+
+def later() -> datetime:
+	"""Past the 30 minutes the account waits for a reply."""
+	return datetime.now(timezone.utc) + timedelta(minutes=31)
 
 
 @pytest.fixture
@@ -58,13 +62,13 @@ def test_one_notice_after_the_wait_and_never_twice(dovecot, store, acct):
 	dovecot.append(USER, make_mail(subject="Where is my order?", date=datetime.now(timezone.utc)))
 	pull_account(acct, store)
 	assert notify_unreplied(store, acct, SITE, now=datetime.now(timezone.utc)) == []  # not yet
-	queued = notify_unreplied(store, acct, SITE, now=LATER)
+	queued = notify_unreplied(store, acct, SITE, now=later())
 	assert len(queued) == 1
 	(notice,) = notices(store)
 	assert "Where is my order?" in notice["Subject"]
 	assert notice["To"] == "lead@example.com, boss@example.com"
 	assert notice["Auto-Submitted"] == "auto-generated"
-	assert notify_unreplied(store, acct, SITE, now=LATER + timedelta(hours=1)) == []
+	assert notify_unreplied(store, acct, SITE, now=later() + timedelta(hours=1)) == []
 
 
 def test_no_notice_when_a_reply_was_sent(dovecot, store, acct):
@@ -82,7 +86,7 @@ def test_no_notice_when_a_reply_was_sent(dovecot, store, acct):
 			in_reply_to=(message_id_of(raw),),
 		),
 	)
-	assert notify_unreplied(store, acct, SITE, now=LATER) == []
+	assert notify_unreplied(store, acct, SITE, now=later()) == []
 
 
 def test_no_notice_for_automatic_mail_or_closed_documents(dovecot, store, acct):
@@ -93,7 +97,7 @@ def test_no_notice_for_automatic_mail_or_closed_documents(dovecot, store, acct):
 	report = pull_account(acct, store, keep_messages=True)
 	closed = next(m.document for m in report.messages if m.subject == "Closed one")
 	store.set_document_status(closed, "Closed")
-	assert notify_unreplied(store, acct, SITE, now=LATER) == []
+	assert notify_unreplied(store, acct, SITE, now=later()) == []
 
 
 def test_off_by_default(dovecot, store, acct):
@@ -102,6 +106,6 @@ def test_off_by_default(dovecot, store, acct):
 	dovecot.append(USER, make_mail(date=datetime.now(timezone.utc)))
 	pull_account(acct, store)
 	assert (
-		notify_unreplied(store, dataclasses.replace(acct, notify_if_unreplied=False), SITE, now=LATER) == []
+		notify_unreplied(store, dataclasses.replace(acct, notify_if_unreplied=False), SITE, now=later()) == []
 	)
 	assert isinstance(DocRef, type)

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 class _CachingPolicy(email.policy.EmailPolicy):
-	"""email.policy.default that parses each distinct header once.
+	"""email.policy.default that parses each distinct header once, and never raises doing it.
 
 	The stdlib parses a header again on every access (get_content_type() alone reads Content-Type
 	several times per part, and the parser itself asks while it splits multiparts). Parsed headers
@@ -39,13 +39,23 @@ class _CachingPolicy(email.policy.EmailPolicy):
 
 	def header_fetch_parse(self, name, value):
 		if not isinstance(value, str) or len(value) > 4096:
-			return super().header_fetch_parse(name, value)
+			return _tolerant_header_parse(self, name, value)
 		return _parsed_header(self, name, value)
 
 
 @functools.lru_cache(maxsize=4096)
 def _parsed_header(policy: email.policy.EmailPolicy, name: str, value: str):
-	return email.policy.EmailPolicy.header_fetch_parse(policy, name, value)
+	return _tolerant_header_parse(policy, name, value)
+
+
+def _tolerant_header_parse(policy: email.policy.EmailPolicy, name: str, value):
+	"""The default policy's parse; a value it chokes on reads as empty. The feed parser asks for
+	Content-Type while it splits the message, so one such value ("tex;ut*" raises IndexError in
+	3.11) would otherwise lose the whole message."""
+	try:
+		return email.policy.EmailPolicy.header_fetch_parse(policy, name, value)
+	except Exception:
+		return email.policy.EmailPolicy.header_fetch_parse(policy, name, "")
 
 
 _POLICY = _CachingPolicy()
@@ -123,12 +133,17 @@ _HTML_DROP_WITH_CONTENT = {"script", "style", "title"}
 
 @dataclass(frozen=True)
 class Address:
+	"""A mailbox: the address with its domain lowercased, and the decoded display name."""
+
 	email: str
 	name: str = ""
 
 
 @dataclass(frozen=True)
 class Attachment:
+	"""A part that is not the body. ``content`` is None when it was over the attachment limit
+	(``dropped_reason`` says so); ``inline`` when the HTML body shows it through its Content-ID."""
+
 	filename: str
 	content_type: str
 	size: int
@@ -151,6 +166,11 @@ class BounceReport:
 
 @dataclass(frozen=True, kw_only=True)
 class IncomingMessage:
+	"""A received message, read. Ids are without <>; ``message_id`` is derived from the bytes when
+	the message has none; ``date`` is the time of receipt when the Date header is missing or absurd;
+	``auto_submitted`` says why the message looks machine-made; ``headers`` holds every header,
+	decoded, each value cut at HEADER_VALUE_LIMIT."""
+
 	raw: bytes = field(repr=False)
 	size: int
 	message_id: str

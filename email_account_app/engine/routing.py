@@ -46,7 +46,7 @@ class Router:
 
 	def decide(self, message: IncomingMessage, folder: FolderSettings) -> Decision:
 		own = self.store.find_by_message_ids(self.account.name, [message.message_id])
-		if own is not None and own.sent_or_received == "Sent":
+		if own is not None and own.sent_or_received == "Sent" and own.account == self.account.name:
 			return Decision("skip", reason="sent by this account", rule="own-message")
 		if message.bounce is not None:
 			return self._bounce(message)

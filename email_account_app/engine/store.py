@@ -144,10 +144,15 @@ class Store(Protocol):
 
 	# -- threading -----------------------------------------------------------------------------
 	def find_by_message_ids(self, account: str, message_ids: Sequence[str]) -> CommunicationRef | None:
-		"""The account's communication (received or sent) with one of these ids, earliest id first."""
+		"""The communication with one of these ids, trying them in the order given: the account's own
+		(received or sent) first, else mail any account of the site sent (a reply to mail sent through
+		one account often comes back to another, the default incoming one named in Reply-To)."""
 		...
 
-	def find_by_thread_token(self, account: str, token: str) -> CommunicationRef | None: ...
+	def find_by_thread_token(self, account: str, token: str) -> CommunicationRef | None:
+		"""The first communication of the thread with this token: the account's own, else one sent by
+		any account of the site."""
+		...
 
 	def find_by_subject(
 		self, account: str, normalized_subject: str, sender: str, since: datetime

@@ -46,4 +46,7 @@ def on_doctype_update():
 	frappe.db.add_unique(doctype, ["account", "folder", "uidvalidity", "uid"], "unique_account_location")
 	frappe.db.add_index(doctype, ["account", "subject_key", "`date`"], "account_subject_date")
 	frappe.db.add_index(doctype, ["account", "thread_token"], "account_thread_token")
+	# replies thread onto mail any account sent
+	frappe.db.add_index(doctype, ["message_key"], "message_key")
+	frappe.db.add_index(doctype, ["thread_token"], "thread_token")
 	frappe.db.add_index(doctype, ["reference_doctype", "reference_name"], "reference")

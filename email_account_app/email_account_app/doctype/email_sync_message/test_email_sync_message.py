@@ -107,3 +107,20 @@ class TestEmailSyncMessage(FrappeTestCase):
 		)
 		self.assertEqual(found.name, by_id.name)
 		self.assertIsNone(self.store.find_by_subject("Ledger", "order 42", "bob@client.test", since))
+
+	def test_replies_thread_onto_mail_any_account_sent(self):
+		make_account("Other", email_id="other@example.org")
+		self.store.record_site_mail(
+			"Other",
+			message_id="sent-by-other@example.org",
+			subject="Hello",
+			sender="other@example.org",
+			recipients=["ann@client.test"],
+			communication=None,
+			document=None,
+			thread_token="qrstuvwxyzabcdef",
+		)
+		found = self.store.find_by_message_ids("Ledger", ["sent-by-other@example.org"])
+		self.assertEqual((found.account, found.sent_or_received), ("Other", "Sent"))
+		self.assertEqual(self.store.find_by_thread_token("Ledger", "qrstuvwxyzabcdef").account, "Other")
+		self.assertEqual(self.store.known_message_ids("Ledger", ["sent-by-other@example.org"]), set())
