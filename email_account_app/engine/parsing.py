@@ -38,12 +38,14 @@ class _CachingPolicy(email.policy.EmailPolicy):
 	"""
 
 	def header_fetch_parse(self, name, value):
-		if not isinstance(value, str) or len(value) > 4096:
+		if not isinstance(value, str) or len(value) > 256:
 			return _tolerant_header_parse(self, name, value)
 		return _parsed_header(self, name, value)
 
 
-@functools.lru_cache(maxsize=4096)
+# Bounded in count and in the length of a value (a parsed header keeps its whole parse tree): the
+# same Content-Type and Content-Transfer-Encoding values come in message after message.
+@functools.lru_cache(maxsize=256)
 def _parsed_header(policy: email.policy.EmailPolicy, name: str, value: str):
 	return _tolerant_header_parse(policy, name, value)
 
@@ -331,7 +333,7 @@ def _parse(raw: bytes, attachment_limit: int | None, received_at: datetime | Non
 
 	message_id = parse_message_id(_first(values, "message-id"))
 	date, date_from_header = _message_date(_first(values, "date"), received_at, warnings)
-	senders = _addresses(values, "From", warnings)
+	sender = next(iter(_addresses(values, "From", warnings)), None)
 	return IncomingMessage(
 		raw=raw,
 		size=len(raw),
@@ -342,7 +344,7 @@ def _parse(raw: bytes, attachment_limit: int | None, received_at: datetime | Non
 		in_reply_to=parse_message_ids(" ".join(values.get("in-reply-to", ()))),
 		references=parse_message_ids(" ".join(values.get("references", ()))),
 		subject=" ".join(_decode_words(_first(values, "subject") or "").split()),
-		sender=senders[0] if senders else None,
+		sender=sender,
 		reply_to=_addresses(values, "Reply-To", warnings),
 		to=_addresses(values, "To", warnings),
 		cc=_addresses(values, "Cc", warnings),
@@ -351,7 +353,7 @@ def _parse(raw: bytes, attachment_limit: int | None, received_at: datetime | Non
 		html_content=html_content,
 		reply_text=extract_reply(text_content),
 		attachments=attachments,
-		auto_submitted=_auto_submitted(values, senders[0] if senders else None),
+		auto_submitted=_auto_submitted(values, sender),
 		bounce=_bounce_report(msg),
 		warnings=tuple(dict.fromkeys(warnings)),
 		headers=headers,
@@ -428,7 +430,7 @@ def _addresses(values: dict[str, list[str]], name: str, warnings: list[str]) -> 
 	return tuple(found)
 
 
-@functools.lru_cache(maxsize=8192)
+@functools.lru_cache(maxsize=2048)
 def _parsed_addresses(value: str) -> tuple[tuple[str, str], ...]:
 	"""The policy's parse of an address header; cached, as the same senders come again and again."""
 	return tuple((a.display_name, a.addr_spec) for a in _ADDRESS_HEADER("to", value).addresses)

@@ -27,6 +27,7 @@ from .store import Cursor, Decision, DocRef, Location, Store
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 100
+BATCH_BYTES = 8 * 1024 * 1024  # a batch's messages, at most (but one message of any size)
 
 ProgressCallback = Callable[[str, int, int], None]  # (folder, done, total)
 
@@ -132,6 +133,7 @@ class Puller:
 		self.dry_run = dry_run
 		self.progress = progress
 		self.batch_size = batch_size
+		self.batch_bytes = BATCH_BYTES
 		#: SiteSettings for the mail a pull sends (auto-replies); None sends nothing
 		self.site = site
 		self.report = AccountReport(account.name, keep_messages=keep_messages or dry_run)
@@ -245,7 +247,7 @@ class Puller:
 		"""
 		self._pending_seen: list[int] = []
 		self._flagged_through: int | None = None
-		chunks = list(_chunks(uids, self.batch_size))
+		chunks = list(_chunks(uids, self.batch_size, sizes, self.batch_bytes))
 		with ThreadPoolExecutor(1, thread_name_prefix="email-sync-fetch") as reader:
 			ahead = reader.submit(lambda c: list(self._fetch_chunk(mailbox, c, sizes)), chunks[0])
 			for index, chunk in enumerate(chunks):
@@ -413,9 +415,22 @@ def pull_account(account: AccountSettings, store: Store, **kwargs) -> AccountRep
 	return Puller(account, store, **kwargs).run()
 
 
-def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-	for start in range(0, len(items), size):
-		yield items[start : start + size]
+def _chunks(
+	uids: Sequence[int], count: int, sizes: dict[int, int] | None = None, max_bytes: int | None = None
+) -> Iterator[Sequence[int]]:
+	"""Runs of at most ``count`` UIDs and (with sizes) about ``max_bytes``: what a pull holds in
+	memory at once does not grow with the mailbox or with a run of big messages."""
+	chunk: list[int] = []
+	total = 0
+	for uid in uids:
+		size = (sizes or {}).get(uid, 0)
+		if chunk and (len(chunk) >= count or (max_bytes and total + size > max_bytes)):
+			yield chunk
+			chunk, total = [], 0
+		chunk.append(uid)
+		total += size
+	if chunk:
+		yield chunk
 
 
 def _open_incoming(account: AccountSettings):
