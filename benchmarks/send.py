@@ -19,7 +19,11 @@ import random
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
+
+# aiosmtpd's own deprecation notice, once per login of the test server
+warnings.filterwarnings("ignore", message="Session.login_data")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
