@@ -188,6 +188,7 @@ class SQLiteStore(SQLiteOutboxMixin):
 			conn.execute("PRAGMA journal_mode=WAL")
 			conn.execute("PRAGMA synchronous=NORMAL")  # durable across a crash of the process
 			conn.execute("PRAGMA foreign_keys=ON")
+			conn.execute("PRAGMA wal_autocheckpoint=8192")  # 32 MB: fewer checkpoints (each one syncs)
 			self._local.conn = conn
 		return conn
 
