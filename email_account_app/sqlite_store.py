@@ -533,31 +533,29 @@ class SQLiteStore(SQLiteOutboxMixin):
 		if not mapping.status_field:
 			return
 		row = db.execute(
-			"SELECT status, fields FROM documents WHERE doctype=? AND name=?",
-			(document.doctype, document.name),
+			"SELECT status FROM documents WHERE doctype=? AND name=?", (document.doctype, document.name)
 		).fetchone()
 		if row is None or row["status"] in (None, mapping.open_status):
 			return
-		fields = json.loads(row["fields"])
-		fields[mapping.status_field] = mapping.open_status
-		db.execute(
-			"UPDATE documents SET status=?, fields=?, modified=? WHERE doctype=? AND name=?",
-			(mapping.open_status, json.dumps(fields), _now(), document.doctype, document.name),
-		)
+		self._put_status(db, document, mapping.open_status)
 
 	def set_document_status(self, ref: DocRef, status: str) -> None:
 		with self._tx() as db:
-			row = db.execute(
-				"SELECT fields FROM documents WHERE doctype=? AND name=?", (ref.doctype, ref.name)
-			).fetchone()
-			fields = json.loads(row["fields"]) if row else {}
-			field = self.mapping(ref.doctype).status_field
-			if field:
-				fields[field] = status
-			db.execute(
-				"UPDATE documents SET status=?, fields=?, modified=? WHERE doctype=? AND name=?",
-				(status, json.dumps(fields), _now(), ref.doctype, ref.name),
-			)
+			self._put_status(db, ref, status)
+
+	def _put_status(self, db, ref: DocRef, status: str) -> None:
+		"""The document's status, in its column and in its DocType's status field."""
+		row = db.execute(
+			"SELECT fields FROM documents WHERE doctype=? AND name=?", (ref.doctype, ref.name)
+		).fetchone()
+		fields = json.loads(row["fields"]) if row else {}
+		field = self.mapping(ref.doctype).status_field
+		if field:
+			fields[field] = status
+		db.execute(
+			"UPDATE documents SET status=?, fields=?, modified=? WHERE doctype=? AND name=?",
+			(status, json.dumps(fields), _now(), ref.doctype, ref.name),
+		)
 
 	def record_skip(
 		self, account: str, location: Location, message: IncomingMessage, reason: str, cursor: Cursor | None

@@ -248,15 +248,17 @@ class Puller:
 		self._pending_seen: list[int] = []
 		self._flagged_through: int | None = None
 		chunks = list(_chunks(uids, self.batch_size, sizes, self.batch_bytes))
+
+		def fetch(chunk: Sequence[int]) -> list[tuple[int, bytes, bool]]:
+			return list(self._fetch_chunk(mailbox, chunk, sizes))
+
 		with ThreadPoolExecutor(1, thread_name_prefix="email-sync-fetch") as reader:
-			ahead = reader.submit(lambda c: list(self._fetch_chunk(mailbox, c, sizes)), chunks[0])
+			ahead = reader.submit(fetch, chunks[0])
 			for index, chunk in enumerate(chunks):
 				items = ahead.result()
 				self._flag_pending(mailbox)
 				if index + 1 < len(chunks):
-					ahead = reader.submit(
-						lambda c: list(self._fetch_chunk(mailbox, c, sizes)), chunks[index + 1]
-					)
+					ahead = reader.submit(fetch, chunks[index + 1])
 				yield chunk, items
 				del items
 			self._flag_pending(mailbox)
@@ -326,8 +328,8 @@ class Puller:
 		*,
 		oversized: bool = False,
 		size: int | None = None,
-	) -> bool:
-		"""Parse, route and store one message. True when it was committed."""
+	) -> None:
+		"""Parse, route and store one message; one that fails is recorded with its error."""
 		self.report.fetched += 1
 		message_id = None
 		try:
@@ -348,7 +350,6 @@ class Puller:
 				message_id or "", "failed", reason=error, folder=location.folder, uid=location.uid
 			)
 		self.report.add(item)
-		return True
 
 	def _parse(self, raw: bytes, *, oversized: bool, size: int | None) -> IncomingMessage:
 		message = parse_message(
