@@ -79,7 +79,7 @@ def main() -> None:
 	ca = trustme.CA()
 	ca_file = str(directory / "ca.pem")
 	ca.cert_pem.write_to_path(ca_file)
-	server = SmtpServer("starttls", ca, ca_file)
+	server = SmtpServer("starttls", ca, ca_file, owns=directory)
 	try:
 		account = account_from_mapping(
 			server.account(add_signature=True, signature="<p>Best regards,<br>Support</p>"),

@@ -11,6 +11,7 @@ announce a small SIZE; ``server.connections`` counts the TCP connections it took
 
 from __future__ import annotations
 
+import shutil
 import socket
 import ssl
 import tempfile
@@ -135,8 +136,9 @@ def _free_port() -> int:
 class SmtpServer:
 	"""One running aiosmtpd and what a test needs of it."""
 
-	def __init__(self, mode: str, ca: trustme.CA, ca_file: str):
+	def __init__(self, mode: str, ca: trustme.CA, ca_file: str, owns: Path | None = None):
 		self.mode = mode  # starttls | ssl | plain
+		self.owns = owns  # a folder (the CA file's) removed on stop
 		self.host = HOST
 		self.ca_file = ca_file
 		self.handler = Recorder()
@@ -173,6 +175,8 @@ class SmtpServer:
 
 	def stop(self) -> None:
 		self.controller.stop()
+		if self.owns is not None:
+			shutil.rmtree(self.owns, ignore_errors=True)
 
 	# -- for the tests ------------------------------------------------------------------------
 
@@ -234,6 +238,7 @@ def smtp_servers() -> Iterator[dict[str, SmtpServer]]:
 	finally:
 		for server in servers.values():
 			server.stop()
+		shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def start_smtp(mode: str = "plain"):
 	ca = trustme.CA()
 	ca_file = str(directory / "ca.pem")
 	ca.cert_pem.write_to_path(ca_file)
-	return smtp.SmtpServer(mode, ca, ca_file)
+	return smtp.SmtpServer(mode, ca, ca_file, owns=directory)
 
 
 def make_mail(**kwargs) -> bytes:
