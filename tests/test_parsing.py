@@ -18,7 +18,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from email_account_app.engine import parsing
-from tests.factory import make_mail
 from email_account_app.engine.parsing import (
 	Address,
 	BounceReport,
@@ -31,6 +30,7 @@ from email_account_app.engine.parsing import (
 	safe_filename,
 	sanitize_html,
 )
+from tests.factory import make_mail
 
 MAILS = Path(__file__).parent / "mails"
 RECEIVED = datetime(2024, 3, 20, 12, 0, tzinfo=timezone.utc)

@@ -435,8 +435,12 @@ def _collapse_base64(raw: bytes) -> tuple[bytes, dict[str, str]]:
 	return b"".join(pieces), runs
 
 
-_LEAF_CONTENT_TYPE = re.compile(rb"^content-type:\s*(?!multipart/|message/)[\w.+-]+/", re.IGNORECASE | re.MULTILINE)
-_CONTAINER_CONTENT_TYPE = re.compile(rb"^content-type:\s*(?:multipart|message)/", re.IGNORECASE | re.MULTILINE)
+_LEAF_CONTENT_TYPE = re.compile(
+	rb"^content-type:\s*(?!multipart/|message/)[\w.+-]+/", re.IGNORECASE | re.MULTILINE
+)
+_CONTAINER_CONTENT_TYPE = re.compile(
+	rb"^content-type:\s*(?:multipart|message)/", re.IGNORECASE | re.MULTILINE
+)
 
 
 def _is_leaf_header_block(raw: bytes, header: int, body: int) -> bool:
@@ -445,7 +449,10 @@ def _is_leaf_header_block(raw: bytes, header: int, body: int) -> bool:
 	part without Content-Type is a message in a multipart/digest."""
 	floor = max(0, header - HEADER_PARSE_LIMIT)
 	block_start = max(
-		raw.rfind(b"\n\n", floor, header), raw.rfind(b"\n\r\n", floor, header), raw.rfind(b"\n--", floor, header), 0
+		raw.rfind(b"\n\n", floor, header),
+		raw.rfind(b"\n\r\n", floor, header),
+		raw.rfind(b"\n--", floor, header),
+		0,
 	)
 	block = raw[block_start:body]
 	return bool(_LEAF_CONTENT_TYPE.search(block)) and not _CONTAINER_CONTENT_TYPE.search(block)
