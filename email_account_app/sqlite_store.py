@@ -296,6 +296,12 @@ class SQLiteStore(SQLiteOutboxMixin):
 
 	# -- threading -----------------------------------------------------------------------------
 
+	# what a CommunicationRef needs (and find_by_subject's participants): never the bodies
+	_REF_COLUMNS = (
+		"id, account, message_id, sent_or_received, reference_doctype, reference_name, subject, sender, "
+		"thread_token, recipients, cc"
+	)
+
 	def _ref(self, row) -> CommunicationRef:
 		document = DocRef(row["reference_doctype"], row["reference_name"]) if row["reference_name"] else None
 		return CommunicationRef(
@@ -317,7 +323,7 @@ class SQLiteStore(SQLiteOutboxMixin):
 		# the account's own mail, and what any account of the site sent: a reply to mail sent through
 		# one account often arrives at another (the default incoming one, named in Reply-To)
 		rows = self.db.execute(
-			f"SELECT * FROM communications WHERE message_id IN ({marks}) "
+			f"SELECT {self._REF_COLUMNS} FROM communications WHERE message_id IN ({marks}) "
 			"AND (account=? OR sent_or_received='Sent') ORDER BY account=? DESC",
 			(*ids, account, account),
 		).fetchall()
@@ -331,7 +337,8 @@ class SQLiteStore(SQLiteOutboxMixin):
 
 	def find_by_thread_token(self, account: str, token: str) -> CommunicationRef | None:
 		row = self.db.execute(
-			"SELECT * FROM communications WHERE thread_token=? AND (account=? OR sent_or_received='Sent') "
+			f"SELECT {self._REF_COLUMNS} FROM communications WHERE thread_token=? "
+			"AND (account=? OR sent_or_received='Sent') "
 			"ORDER BY account=? DESC, id LIMIT 1",
 			(token, account, account),
 		).fetchone()
@@ -342,7 +349,7 @@ class SQLiteStore(SQLiteOutboxMixin):
 	) -> CommunicationRef | None:
 		sender = sender.lower()
 		rows = self.db.execute(
-			"SELECT * FROM communications WHERE account=? AND normalized_subject=? AND date>=? "
+			f"SELECT {self._REF_COLUMNS} FROM communications WHERE account=? AND normalized_subject=? AND date>=? "
 			"ORDER BY date DESC LIMIT 50",
 			(account, normalized_subject, _iso(since)),
 		)
