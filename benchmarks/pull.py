@@ -6,7 +6,7 @@ For each size it fills a mailbox with a realistic mix (plain, html, replies, att
 1 MB), then measures in the same run:
   (a) a bare batched imapclient fetch over IMAPS, as real accounts connect, of the same messages (UID FETCH BODY.PEEK[] of 100 at a time),
   (b) the full pull into SQLite (parse, route, store, one transaction per message), in a child
-      process so that its peak memory (max RSS) is its own,
+      process so that its peak memory (max RSS) is its own (plus that of its parsing process),
 and prints messages per second of both, the ratio b/a, and the pull's peak memory.
 Targets: b/a >= 0.25; peak memory at the largest size within 1.2x that at the smallest.
 """

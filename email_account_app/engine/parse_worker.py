@@ -62,7 +62,8 @@ class ParseWorker:
 	def submit(self, raw: bytes, *, attachment_limit: int | None, received_at: datetime | None) -> None:
 		"""Hand a message to the child; never blocks."""
 		self._pending.append((raw, attachment_limit, received_at))
-		self._outgoing.put((attachment_limit, received_at, raw))
+		if not self._broken:  # once it failed, result() parses here: nothing more to send
+			self._outgoing.put((attachment_limit, received_at, raw))
 
 	def result(self) -> IncomingMessage:
 		"""The record of the oldest message submitted and not yet taken."""

@@ -199,7 +199,10 @@ class Puller:
 
 		sizes = mailbox.fetch_sizes(uids)
 		if self._worker is None and self._use_parse_process(len(uids)):
-			self._worker = ParseWorker()
+			try:
+				self._worker = ParseWorker()
+			except OSError as exc:  # no interpreter to start (an embedded Python): parse here
+				log.warning("%s: could not start a parsing process (%s)", self.account.name, exc)
 		total, done = len(uids), 0
 		for chunk, items in self._read_ahead(mailbox, uids, sizes):
 			for uid, raw, oversized in items:
