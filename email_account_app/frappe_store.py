@@ -285,14 +285,18 @@ class FrappeStore:
 			)
 		return known
 
-	def known_uids(self, account: str, folder: str, uidvalidity: int) -> set[str]:
-		return set(
-			frappe.get_all(
-				MESSAGE,
-				filters={"account": account, "folder": folder, "uidvalidity": uidvalidity},
-				pluck="uid",
-			)
-		)
+	def known_uids(
+		self, account: str, folder: str, uidvalidity: int, among: Sequence[str] | None = None
+	) -> set[str]:
+		filters: dict[str, Any] = {"account": account, "folder": folder, "uidvalidity": uidvalidity}
+		if among is None:
+			return set(frappe.get_all(MESSAGE, filters=filters, pluck="uid"))
+		wanted = list(dict.fromkeys(among))
+		known: set[str] = set()
+		for start in range(0, len(wanted), 500):
+			part = {**filters, "uid": ["in", wanted[start : start + 500]]}
+			known.update(frappe.get_all(MESSAGE, filters=part, pluck="uid"))
+		return known
 
 	def ignore_uids(
 		self, account: str, folder: str, uidvalidity: int, uids: Iterable[str], cursor: Cursor | None

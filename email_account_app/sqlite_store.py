@@ -249,14 +249,20 @@ class SQLiteStore(SQLiteOutboxMixin):
 				known.update(row[0] for row in rows)
 		return known
 
-	def known_uids(self, account: str, folder: str, uidvalidity: int) -> set[str]:
+	def known_uids(
+		self, account: str, folder: str, uidvalidity: int, among: Sequence[str] | None = None
+	) -> set[str]:
 		known: set[str] = set()
-		for table in ("communications", "skipped", "failures", "ignored_uids"):
-			rows = self.db.execute(
-				f"SELECT uid FROM {table} WHERE account=? AND folder=? AND uidvalidity=?",
-				(account, folder, uidvalidity),
-			)
-			known.update(row[0] for row in rows)
+		wanted = list(dict.fromkeys(among)) if among is not None else None
+		parts = [wanted[i : i + 500] for i in range(0, len(wanted), 500)] if wanted is not None else [None]
+		for part in parts:
+			where = f" AND uid IN ({','.join('?' * len(part))})" if part is not None else ""
+			for table in ("communications", "skipped", "failures", "ignored_uids"):
+				rows = self.db.execute(
+					f"SELECT uid FROM {table} WHERE account=? AND folder=? AND uidvalidity=?{where}",
+					(account, folder, uidvalidity, *(part or ())),
+				)
+				known.update(row[0] for row in rows)
 		return known
 
 	def _exists(

@@ -92,6 +92,29 @@ def test_unseen_mode_pulls_unseen_and_marks_them_read_after_commit(fresh, store)
 	assert pull_account(account(fresh, email_sync_option="UNSEEN"), store).stored == 1
 
 
+def test_a_pull_flags_what_a_crashed_pull_committed_but_did_not_flag(fresh, store):
+	raws = [make_mail(subject=f"m{n}") for n in range(5)]
+	uids = fresh.append_many(USER, raws)
+	acct = account(fresh, email_sync_option="UNSEEN")
+	assert pull_account(acct, store).stored == 5
+	# as if the pull had died between its commits and its flags: none flagged, the cursor says so,
+	# and one message (the third) never committed
+	with fresh.session(USER) as client:
+		client.select_folder("INBOX")
+		client.remove_flags(uids, ["\\Seen"])
+	cursor = store.get_cursor(acct.name, "INBOX")
+	store.set_cursor(acct.name, "INBOX", dataclasses.replace(cursor, seen_uid=0))
+	store.db.execute("DELETE FROM communications WHERE uid=?", (str(uids[2]),))
+	assert store.known_uids(acct.name, "INBOX", cursor.uidvalidity, among=[str(u) for u in uids[1:3]]) == {
+		str(uids[1])
+	}
+
+	assert pull_account(acct, store).fetched == 0
+	flags = flags_of(fresh, USER)
+	assert [("\\Seen" in flags[uid]) for uid in uids] == [True, True, False, True, True]
+	assert store.get_cursor(acct.name, "INBOX").seen_uid == cursor.last_uid
+
+
 def test_folders_each_with_their_append_to(fresh, store):
 	fresh.create_folder(USER, "Jobs")
 	fresh.append(USER, make_mail(subject="My printer is broken"))

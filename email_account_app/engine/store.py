@@ -132,8 +132,11 @@ class Store(Protocol):
 		"""Which of these Message-IDs the account already holds (received, sent, skipped or failed)."""
 		...
 
-	def known_uids(self, account: str, folder: str, uidvalidity: int) -> set[str]:
-		"""Every uid already handled at this folder and uidvalidity (POP3: every UIDL)."""
+	def known_uids(
+		self, account: str, folder: str, uidvalidity: int, among: Sequence[str] | None = None
+	) -> set[str]:
+		"""Every uid already handled at this folder and uidvalidity (POP3: every UIDL); with
+		``among``, only those of these uids (a query that does not grow with the folder)."""
 		...
 
 	def ignore_uids(

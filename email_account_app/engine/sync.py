@@ -236,9 +236,10 @@ class Puller:
 
 	def _flag_committed(self, mailbox, folder: str, uidvalidity: int, seen_uid: int, last_uid: int) -> int:
 		"""Flag \\Seen what an interrupted pull committed but did not get to flag."""
-		pending = mailbox.search(["UNSEEN", "UID", f"{seen_uid + 1}:{last_uid}"])
-		known = self.store.known_uids(self.account.name, folder, uidvalidity)
-		committed = [uid for uid in pending if seen_uid < uid <= last_uid and str(uid) in known]
+		found = mailbox.search(["UNSEEN", "UID", f"{seen_uid + 1}:{last_uid}"])
+		pending = [uid for uid in found if seen_uid < uid <= last_uid]
+		known = self.store.known_uids(self.account.name, folder, uidvalidity, among=[str(u) for u in pending])
+		committed = [uid for uid in pending if str(uid) in known]
 		if committed:
 			mailbox.mark_seen(committed)
 		self.store.set_cursor(self.account.name, folder, Cursor(uidvalidity, last_uid, last_uid))

@@ -78,6 +78,7 @@ class TestEmailSyncMessage(FrappeTestCase):
 		self.store.ignore_uids("Ledger", "INBOX", 0, ["u1", "u2"], Cursor(0, 0))
 		self.assertEqual(self.store.known_uids("Ledger", "INBOX", 7), {"3", "4"})
 		self.assertEqual(self.store.known_uids("Ledger", "INBOX", 0), {"u1", "u2"})
+		self.assertEqual(self.store.known_uids("Ledger", "INBOX", 7, among=["4", "5"]), {"4"})
 		self.assertEqual(
 			self.store.known_message_ids("Ledger", ["spam@client.test", "bad@x"]),
 			{"spam@client.test", "bad@x"},
