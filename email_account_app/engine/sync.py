@@ -390,7 +390,7 @@ class Puller:
 	def _parse(
 		self, raw: bytes, *, oversized: bool, size: int | None, parsed: IncomingMessage | None = None
 	) -> IncomingMessage:
-		message = parsed or parse_message(
+		message = parsed if parsed is not None else parse_message(
 			raw, attachment_limit=self.account.attachment_limit_bytes, received_at=datetime.now(timezone.utc)
 		)
 		if not oversized:
