@@ -154,8 +154,12 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 
 
 def _site_or_none(config: Config):
-	"""The [site] settings when any account sends mail of its own (auto-replies, notices)."""
-	if not any(a.enable_auto_reply or a.notify_if_unreplied for a in config.accounts.values()):
+	"""The [site] settings when any account sends mail of its own (auto-replies, notices) or
+	unsubscribe links (whose mailto: requests a pull acts on)."""
+	if not any(
+		a.enable_auto_reply or a.notify_if_unreplied or a.send_unsubscribe_message
+		for a in config.accounts.values()
+	):
 		return None
 	from .cli_send import site_settings
 

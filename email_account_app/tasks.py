@@ -68,7 +68,8 @@ def pull_account(account: str, *, store: FrappeStore | None = None, **engine_opt
 	if not settings.enable_incoming or settings.awaiting_password:
 		return None
 	store = store or FrappeStore()
-	if settings.enable_auto_reply and settings.enable_outgoing:
+	if settings.enable_outgoing and (settings.enable_auto_reply or settings.send_unsubscribe_message):
+		# auto-replies to send, or unsubscribe requests (List-Unsubscribe mailto:) to recognise
 		engine_options.setdefault("site", site_settings())
 	try:
 		report = pull(settings, store, **engine_options)

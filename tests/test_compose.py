@@ -21,6 +21,7 @@ from email_account_app.engine.compose import (
 	SiteSettings,
 	compose,
 	site_from_accounts,
+	unsubscribe_request,
 	verify_tracking,
 	verify_unsubscribe,
 )
@@ -351,9 +352,14 @@ def test_unsubscribe_link_per_recipient_with_one_click_headers():
 	for address, raw in mail.personal.items():
 		https, mailto = _unsubscribe_urls(raw)
 		assert https.startswith("https://erp.example.com/api/method/email_account_app.api.unsubscribe?token=")
-		assert mailto == "mailto:support@example.com?subject=unsubscribe"
 		assert str(parsed(raw)["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
 		token = parse_qs(urlparse(https).query)["token"][0]
+		# the mailto: alternative carries the same token, so the mail it makes can be acted on
+		assert mailto == f"mailto:support@example.com?subject=unsubscribe%20{token}"
+		assert unsubscribe_request(SITE, f"Unsubscribe {token}")["email"] == address
+		assert unsubscribe_request(SITE, f"Re: unsubscribe {token}") is None
+		assert unsubscribe_request(SITE, "unsubscribe " + token[:-2]) is None
+		assert unsubscribe_request(None, f"unsubscribe {token}") is None
 		payload = verify_unsubscribe(SITE, token)
 		assert payload["email"] == address and payload["account"] == "support"
 		assert https in text_of(raw) and https.replace("&", "&amp;") in html_of(raw)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from urllib.parse import parse_qs
 
 import pytest
 
@@ -147,3 +148,41 @@ def test_our_copy_in_the_sent_folder_is_not_imported_as_mail(dovecot, smtp_plain
 	assert pulled.error is None and pulled.stored == 0 and pulled.skipped == 1
 	assert store.count("communications") == 1
 	assert communication(store, ours.message_id)["sent_or_received"] == "Sent"
+
+
+def test_unsubscribing_by_mail_unsubscribes_and_creates_nothing(dovecot, smtp_plain, store, tmp_path):
+	"""A mail client that unsubscribes through List-Unsubscribe's mailto: sends a mail to the account
+	with the subject the header gives (the recipient's signed token in it)."""
+	dovecot.reset(USER)
+	account = account_from_mapping(
+		{
+			**smtp_plain.account(USER),
+			**dovecot.account(USER),
+			"email_sync_option": "ALL",
+			"append_to": "Issue",
+			"send_unsubscribe_message": True,
+		},
+		name="support",
+	)
+	site = site_for(account)
+	queue_mail(store, account, site, OutgoingRequest(to=(CUSTOMER,), subject="Our news", text="News"))
+	assert flush(store, [account], site).ok
+	sent = email.message_from_bytes(smtp_plain.deliveries[0].content, policy=email.policy.default)
+	mailto = next(part.strip(" <>") for part in str(sent["List-Unsubscribe"]).split(",") if "mailto:" in part)
+	address, _, query = mailto.removeprefix("mailto:").partition("?")
+	subject = parse_qs(query)["subject"][0]
+	assert address == USER and subject.startswith("unsubscribe ")
+
+	dovecot.append(USER, make_mail(sender=CUSTOMER, to=USER, subject=subject, body=""))
+	dovecot.append(USER, make_mail(sender=CUSTOMER, to=USER, subject="unsubscribe me.please", body="?"))
+	report = pull_account(account, store, site=site, keep_messages=True)
+	assert report.error is None and report.skipped == 1 and report.stored == 1
+	unsubscribed, ordinary = report.messages
+	assert (unsubscribed.action, unsubscribed.rule) == ("skipped", "unsubscribe")
+	assert "customer@client.test asked to unsubscribe" in unsubscribed.reason
+	assert store.is_unsubscribed("customer@client.test")
+	# a subject that only looks like one, without our token, is an ordinary mail
+	assert (ordinary.action, ordinary.document.doctype) == ("created", "Issue")
+	assert store.count("documents") == 1
+	# and without the site's secret nothing can be told apart: the request is ordinary mail too
+	assert pull_account(account, SQLiteStore(tmp_path / "other.sqlite3")).created == 2

@@ -326,6 +326,22 @@ def unsubscribe_token(site: SiteSettings, email: str, account: str, document: Do
 	return tokens.sign(payload, site.require_secret("send_unsubscribe_message"), purpose="unsubscribe")
 
 
+UNSUBSCRIBE_SUBJECT = "unsubscribe"  # the subject of a List-Unsubscribe mailto:, before the token
+_UNSUBSCRIBE_REQUEST = re.compile(rf"^\s*{UNSUBSCRIBE_SUBJECT}\s+([\w.=-]+)\s*$", re.IGNORECASE)
+
+
+def unsubscribe_request(site: SiteSettings | None, subject: str) -> dict | None:
+	"""The payload of the unsubscribe token in a List-Unsubscribe mailto's subject; None when the
+	subject is not one, or its token is not ours (then the mail is an ordinary one)."""
+	found = _UNSUBSCRIBE_REQUEST.match(subject or "")
+	if found is None or site is None or not site.secret:
+		return None
+	try:
+		return {**verify_unsubscribe(site, found.group(1)), "token": found.group(1)}
+	except tokens.BadToken:
+		return None
+
+
 def verify_unsubscribe(site: SiteSettings, token: str) -> dict:
 	"""The payload (email, account, doctype, name) of an unsubscribe link; BadToken when forged."""
 	payload = tokens.verify(token, site.require_secret("unsubscribe"), purpose="unsubscribe")
@@ -473,11 +489,11 @@ def compose(
 	personal: dict[str, bytes] = {}
 	if unsubscribe:
 		for address in recipients:
-			url = site.url(
-				site.unsubscribe_path, unsubscribe_token(site, address, account.name, request.document)
-			)
+			token = unsubscribe_token(site, address, account.name, request.document)
+			url = site.url(site.unsubscribe_path, token)
 			foot_text, foot_html = _unsubscribe_footer(url)
-			mailto = f"mailto:{account.email_id}?subject={quote('unsubscribe')}"
+			# the mail a client sends for this address comes back to the account, token and all
+			mailto = f"mailto:{account.email_id}?subject={quote(f'{UNSUBSCRIBE_SUBJECT} {token}')}"
 			copy = _build(
 				headers,
 				text + foot_text,

@@ -1,7 +1,9 @@
 """Where an incoming message goes: the thread it joins, the document it creates, or why it is skipped.
 
 Order of the checks, each recorded as the decision's ``rule``:
-1. our own message (its Message-ID is one we sent): skipped;
+1. our own message (its Message-ID is one we sent): skipped; the mail a client sends through the
+   List-Unsubscribe mailto: of our mail (its subject carries the signed token): skipped, and the
+   address unsubscribed;
 2. a delivery report (bounce): recorded against the outgoing message it reports on;
 3. the import condition of the folder or account: skipped with the reason when it does not hold;
 4. the thread, matched by
@@ -23,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import unquote
 
 from . import tokens
+from .compose import SiteSettings, unsubscribe_request
 from .errors import ConditionError
 from .parsing import IncomingMessage, normalize_subject
 from .rules import evaluate_condition
@@ -37,17 +40,34 @@ _NEVER_STARTS = ("auto-replied", "x-autoreply", "x-autorespond", "mailer-daemon"
 
 
 class Router:
-	"""Decides, for one account, what each incoming message becomes. Reads the Store, never writes."""
+	"""Decides, for one account, what each incoming message becomes. Reads the Store, never writes.
+	``site`` (its secret) tells our unsubscribe tokens from others; without it there are none."""
 
-	def __init__(self, account: AccountSettings, store: Store, *, now: datetime | None = None):
+	def __init__(
+		self,
+		account: AccountSettings,
+		store: Store,
+		*,
+		now: datetime | None = None,
+		site: SiteSettings | None = None,
+	):
 		self.account = account
 		self.store = store
 		self.now = now or datetime.now(timezone.utc)
+		self.site = site
 
 	def decide(self, message: IncomingMessage, folder: FolderSettings) -> Decision:
 		own = self.store.find_by_message_ids(self.account.name, [message.message_id])
 		if own is not None and own.sent_or_received == "Sent" and own.account == self.account.name:
 			return Decision("skip", reason="sent by this account", rule="own-message")
+		request = unsubscribe_request(self.site, message.subject)
+		if request is not None:
+			return Decision(
+				"skip",
+				reason=f"{request['email']} asked to unsubscribe (List-Unsubscribe by mail)",
+				rule="unsubscribe",
+				unsubscribe=request,
+			)
 		if message.bounce is not None:
 			return self._bounce(message)
 		skip = self._condition(message, folder)

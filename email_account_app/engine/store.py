@@ -78,7 +78,8 @@ class Decision:
 	- "link": join an existing thread: ``thread`` (and its document, reopened when it has a status).
 	- "store": keep the communication with no document (no append_to, no thread).
 	- "bounce": a delivery report on ``bounced`` (an outgoing message of ours): mark it.
-	- "skip": do not import (``reason`` says why); recorded, never dropped silently.
+	- "skip": do not import (``reason`` says why); recorded, never dropped silently. With
+	  ``unsubscribe``, the mail asks (through our List-Unsubscribe mailto:) to unsubscribe.
 	"""
 
 	action: str
@@ -90,6 +91,8 @@ class Decision:
 	timeline_links: tuple[DocRef, ...] = ()
 	bounced: CommunicationRef | None = None
 	thread_token: str | None = None
+	#: a skipped List-Unsubscribe mail: the payload (email, account, doctype, name, token) to record
+	unsubscribe: dict | None = None
 
 
 @dataclass(frozen=True)

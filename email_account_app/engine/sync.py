@@ -133,7 +133,7 @@ class Puller:
 		self.account = account
 		self.store = store
 		self.mailbox_factory = mailbox_factory or _open_incoming
-		self.router = router or Router(account, store)
+		self.router = router or Router(account, store, site=site)
 		self.dry_run = dry_run
 		self.progress = progress
 		self.batch_size = batch_size
@@ -390,8 +390,14 @@ class Puller:
 	def _parse(
 		self, raw: bytes, *, oversized: bool, size: int | None, parsed: IncomingMessage | None = None
 	) -> IncomingMessage:
-		message = parsed if parsed is not None else parse_message(
-			raw, attachment_limit=self.account.attachment_limit_bytes, received_at=datetime.now(timezone.utc)
+		message = (
+			parsed
+			if parsed is not None
+			else parse_message(
+				raw,
+				attachment_limit=self.account.attachment_limit_bytes,
+				received_at=datetime.now(timezone.utc),
+			)
 		)
 		if not oversized:
 			return message
@@ -427,6 +433,8 @@ class Puller:
 				item.action, item.reason = "duplicate", "already imported"
 			return item
 		if decision.action == "skip":
+			if decision.unsubscribe is not None:
+				self._unsubscribe(decision.unsubscribe)
 			result = self.store.record_skip(self.account.name, location, message, decision.reason, cursor)
 		else:
 			result = self.store.save_received(self.account.name, location, message, decision, cursor)
@@ -438,6 +446,13 @@ class Puller:
 		if self.account.enable_auto_reply and self.site is not None and decision.action != "skip":
 			self._auto_reply(message, result, decision)
 		return item
+
+	def _unsubscribe(self, request: dict) -> None:
+		"""Record what a List-Unsubscribe mail asks, before the mail itself is recorded as skipped:
+		recording twice (after a crash between the two) changes nothing."""
+		from .outbox import unsubscribe
+
+		unsubscribe(self.store, self.site, request["token"])
 
 	def _auto_reply(self, message: IncomingMessage, result, decision: Decision) -> None:
 		"""Queue the auto-reply; the message is already stored, so a failure here is only logged."""

@@ -251,6 +251,23 @@ class TestSend(FrappeTestCase):
 		mail = self.queue(to=(reader, "other@client.test"), subject="News", text="x", bulk=True)
 		self.assertEqual(frappe.get_doc("Email Sync Outbox", mail.name).skipped, reader)
 
+	def test_unsubscribing_by_mail_records_it_and_creates_no_document(self):
+		from email_account_app.accounts import site_settings
+		from email_account_app.engine.compose import unsubscribe_token
+
+		frappe.db.set_value("Email Sync Account", self.account.name, "send_unsubscribe_message", 1)
+		reader = f"reader-{frappe.generate_hash(length=8)}@client.test"
+		token = unsubscribe_token(site_settings(), reader, self.account.name)
+		self.dovecot.append(USER, make_mail(sender=reader, to=USER, subject=f"unsubscribe {token}", body=""))
+		report = self.pull()
+		self.assertEqual((report.skipped, report.created), (1, 0), report.as_dict())
+		self.assertEqual(frappe.db.count("Email Sync Unsubscribe", {"email": reader}), 1)
+		skipped = frappe.db.get_value(
+			"Email Sync Message", {"sender": reader}, ["status", "reason"], as_dict=True
+		)
+		self.assertEqual(skipped.status, "Skipped")
+		self.assertIn(f"{reader} asked to unsubscribe", skipped.reason)
+
 	# -- unreplied notices -----------------------------------------------------------------------
 
 	def test_unreplied_mail_raises_one_notice(self):
