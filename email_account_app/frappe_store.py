@@ -293,9 +293,8 @@ class FrappeStore:
 			return set(frappe.get_all(MESSAGE, filters=filters, pluck="uid"))
 		wanted = list(dict.fromkeys(among))
 		known: set[str] = set()
-		for start in range(0, len(wanted), 500):
-			part = {**filters, "uid": ["in", wanted[start : start + 500]]}
-			known.update(frappe.get_all(MESSAGE, filters=part, pluck="uid"))
+		for part in _chunks(wanted):
+			known.update(frappe.get_all(MESSAGE, filters={**filters, "uid": ["in", part]}, pluck="uid"))
 		return known
 
 	def ignore_uids(

@@ -25,6 +25,7 @@ from .parsing import IncomingMessage, parse_message
 from .routing import Router
 from .settings import AccountSettings, FolderSettings
 from .store import Cursor, Decision, DocRef, Location, Store
+from .transports import uid_batches
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +275,7 @@ class Puller:
 		"""
 		self._pending_seen: list[int] = []
 		self._flagged_through: int | None = None
-		chunks = list(_chunks(uids, self.batch_size, sizes, self.batch_bytes))
+		chunks = list(uid_batches(uids, self.batch_size, sizes, self.batch_bytes))
 
 		def fetch(chunk: Sequence[int]) -> list[tuple[int, bytes, bool]]:
 			items = list(self._fetch_chunk(mailbox, chunk, sizes))
@@ -467,24 +468,6 @@ class Puller:
 def pull_account(account: AccountSettings, store: Store, **kwargs) -> AccountReport:
 	"""Pull one account; never raises for a mail-server problem (it is in the report's ``error``)."""
 	return Puller(account, store, **kwargs).run()
-
-
-def _chunks(
-	uids: Sequence[int], count: int, sizes: dict[int, int] | None = None, max_bytes: int | None = None
-) -> Iterator[Sequence[int]]:
-	"""Runs of at most ``count`` UIDs and (with sizes) about ``max_bytes``: what a pull holds in
-	memory at once does not grow with the mailbox or with a run of big messages."""
-	chunk: list[int] = []
-	total = 0
-	for uid in uids:
-		size = (sizes or {}).get(uid, 0)
-		if chunk and (len(chunk) >= count or (max_bytes and total + size > max_bytes)):
-			yield chunk
-			chunk, total = [], 0
-		chunk.append(uid)
-		total += size
-	if chunk:
-		yield chunk
 
 
 def _open_incoming(account: AccountSettings):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+from collections.abc import Iterator, Mapping, Sequence
 
 from ..errors import (
 	AuthenticationFailed,
@@ -44,6 +45,25 @@ def open_incoming(account: AccountSettings, **kw):
 	from .pop3 import Pop3Mailbox
 
 	return Pop3Mailbox(account, **kw)
+
+
+def uid_batches(
+	uids: Sequence[int], count: int, sizes: Mapping[int, int] | None = None, max_bytes: int | None = None
+) -> Iterator[list[int]]:
+	"""``uids`` in runs of at most ``count`` and, with ``sizes``, of at most about ``max_bytes`` (a
+	message bigger than that goes alone): what one command asks for, or a pull holds in memory at
+	once, does not grow with the mailbox or with a run of big messages."""
+	batch: list[int] = []
+	total = 0
+	for uid in uids:
+		weight = (sizes or {}).get(uid, 0)
+		if batch and (len(batch) >= count or (max_bytes and total + weight > max_bytes)):
+			yield batch
+			batch, total = [], 0
+		batch.append(uid)
+		total += weight
+	if batch:
+		yield batch
 
 
 def tls_context(ca_file: str | None, validate: bool) -> ssl.SSLContext:

@@ -33,6 +33,7 @@ from . import (
 	scrub,
 	security_of,
 	server_refused,
+	uid_batches,
 )
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,7 @@ class ImapMailbox:
 		max_bytes: int | None = None,
 	) -> Iterator[tuple[int, dict[bytes, Any]]]:
 		"""UID FETCH ``what`` batch by batch: (uid, item) in ascending order, asked-for UIDs only."""
-		for batch in _batches(sorted(set(uids)), batch_size, sizes or {}, max_bytes):
+		for batch in uid_batches(sorted(set(uids)), batch_size, sizes, max_bytes):
 			with self._errors(action):
 				response = self._client.fetch(batch, [what])
 			wanted = set(batch)
@@ -301,7 +302,7 @@ class ImapMailbox:
 				yield uid, response[uid]
 
 	def add_flags(self, uids: Iterable[int], flags: Sequence[str]) -> None:
-		for batch in _batches(sorted(set(uids)), META_BATCH, {}, None):
+		for batch in uid_batches(sorted(set(uids)), META_BATCH):
 			with self._errors("set flags"):
 				self._client.add_flags(batch, list(flags), silent=True)
 
@@ -330,24 +331,6 @@ def _folder_info(flags: Sequence[bytes], delimiter: bytes | None, name: str) -> 
 	uses = {s.lower(): s for s in SPECIAL_USES}
 	special = next((uses[f.lower()] for f in texts if f.lower() in uses), None)
 	return FolderInfo(_text(name), texts, _text(delimiter) if delimiter else None, special)
-
-
-def _batches(
-	uids: Sequence[int], size: int, sizes: Mapping[int, int], max_bytes: int | None
-) -> Iterator[list[int]]:
-	"""``uids`` in runs of at most ``size``, and of at most ``max_bytes`` by ``sizes`` (a message
-	bigger than that goes alone)."""
-	batch: list[int] = []
-	total = 0
-	for uid in uids:
-		weight = sizes.get(uid, 0)
-		if batch and (len(batch) >= size or (max_bytes and total + weight > max_bytes)):
-			yield batch
-			batch, total = [], 0
-		batch.append(uid)
-		total += weight
-	if batch:
-		yield batch
 
 
 def _section(item: Mapping[bytes, Any], prefix: bytes) -> bytes:
