@@ -18,13 +18,6 @@ USER = "alice@example.com"
 MAILS = Path(__file__).parent / "mails"
 
 
-@pytest.fixture
-def store(tmp_path):
-	s = SQLiteStore(tmp_path / "mail.sqlite3")
-	yield s
-	s.close()
-
-
 def account(dovecot, **overrides):
 	data = dovecot.account(USER, **overrides)
 	data.setdefault("email_sync_option", "ALL")

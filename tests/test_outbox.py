@@ -48,13 +48,6 @@ SITE = SiteSettings(base_url="https://erp.example.com", secret="site-secret")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture
-def store(tmp_path):
-	s = SQLiteStore(tmp_path / "mail.sqlite3")
-	yield s
-	s.close()
-
-
 def sender_account(server, address="support@example.com", **overrides):
 	data = server.account(address, **overrides)
 	return account_from_mapping(data, name=data.pop("name", "support"), use_presets=False)

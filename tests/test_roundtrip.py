@@ -25,13 +25,6 @@ CUSTOMER = "Customer One <customer@client.test>"
 
 
 @pytest.fixture
-def store(tmp_path):
-	s = SQLiteStore(tmp_path / "mail.sqlite3")
-	yield s
-	s.close()
-
-
-@pytest.fixture
 def support(dovecot, smtp_plain):
 	"""alice@example.com: incoming from Dovecot (appending to Issue), outgoing through aiosmtpd."""
 	dovecot.reset(USER)

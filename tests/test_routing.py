@@ -24,13 +24,6 @@ BOB = "bob@example.com"
 
 
 @pytest.fixture
-def store(tmp_path):
-	s = SQLiteStore(tmp_path / "mail.sqlite3")
-	yield s
-	s.close()
-
-
-@pytest.fixture
 def box(dovecot):
 	dovecot.reset(USER)
 	dovecot.reset(BOB)

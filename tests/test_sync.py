@@ -16,13 +16,6 @@ USER = "alice@example.com"
 
 
 @pytest.fixture
-def store(tmp_path):
-	s = SQLiteStore(tmp_path / "mail.sqlite3")
-	yield s
-	s.close()
-
-
-@pytest.fixture
 def fresh(dovecot):
 	dovecot.reset(USER)
 	return dovecot

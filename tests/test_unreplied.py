@@ -26,13 +26,6 @@ def later() -> datetime:
 
 
 @pytest.fixture
-def store(tmp_path):
-	s = SQLiteStore(tmp_path / "mail.sqlite3")
-	yield s
-	s.close()
-
-
-@pytest.fixture
 def acct(dovecot):
 	dovecot.reset(USER)
 	data = dovecot.account(USER)
