@@ -27,15 +27,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .engine.errors import ConfigError
-from .engine.settings import (
+from ..engine.compose import SiteSettings, site_from_accounts
+from ..engine.errors import ConfigError
+from ..engine.settings import (
 	AccountSettings,
 	DomainSettings,
 	account_from_mapping,
 	check_defaults,
 	domain_from_mapping,
 )
-from .sqlite_store import DocTypeMapping
+from ..sqlite_store import DocTypeMapping
 
 try:
 	import tomllib
@@ -137,3 +138,29 @@ def ask_passwords(config: Config, names: list[str], prompt: Callable[[str], str]
 					account=name,
 				)
 			config.with_password(name, prompt(f"Password for {account.email_id}"))
+
+
+_SITE_KEYS = {"base_url", "secret", "secret_env", "unsubscribe_path", "tracking_path", "reply_to_subaddress"}
+
+
+def site_settings(config: Config, env: dict[str, str] | None = None) -> SiteSettings:
+	"""SiteSettings from the optional [site] table and the accounts of ``config``."""
+	env = os.environ if env is None else env
+	table = config.raw.get("site") or {}
+	if not isinstance(table, dict):
+		raise ConfigError(f"{config.path}: [site] must be a table")
+	unknown = set(table) - _SITE_KEYS
+	if unknown:
+		raise ConfigError(f"[site]: unknown key(s): {', '.join(sorted(unknown))}")
+	values = {k: v for k, v in table.items() if k not in ("secret", "secret_env")}
+	secret = table.get("secret")
+	variable = table.get("secret_env")
+	if variable:
+		if variable not in env:
+			raise ConfigError(f"environment variable {variable} ([site] secret_env) is not set")
+		secret = env[variable]
+	if secret is not None:
+		values["secret"] = str(secret)
+	if "reply_to_subaddress" in values and not isinstance(values["reply_to_subaddress"], bool):
+		raise ConfigError("[site] reply_to_subaddress must be true or false")
+	return site_from_accounts(config.accounts.values(), **values)

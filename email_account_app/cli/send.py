@@ -29,44 +29,18 @@ DocType (from the [accounts.*] tables).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import click
 from rich.table import Table
 
-from .cli import CliState, _prompt, err, out
-from .cli_config import Config, ask_passwords
-from .engine.compose import OutgoingAttachment, OutgoingRequest, SiteSettings, site_from_accounts
-from .engine.errors import ConfigError
-from .engine.outbox import QUEUED, SENT, FlushReport, default_outgoing, flush, queue_mail
-from .sqlite_store import SQLiteStore
-
-_SITE_KEYS = {"base_url", "secret", "secret_env", "unsubscribe_path", "tracking_path", "reply_to_subaddress"}
-
-
-def site_settings(config: Config, env: dict[str, str] | None = None) -> SiteSettings:
-	"""SiteSettings from the optional [site] table and the accounts of ``config``."""
-	env = os.environ if env is None else env
-	table = config.raw.get("site") or {}
-	if not isinstance(table, dict):
-		raise ConfigError(f"{config.path}: [site] must be a table")
-	unknown = set(table) - _SITE_KEYS
-	if unknown:
-		raise ConfigError(f"[site]: unknown key(s): {', '.join(sorted(unknown))}")
-	values = {k: v for k, v in table.items() if k not in ("secret", "secret_env")}
-	secret = table.get("secret")
-	variable = table.get("secret_env")
-	if variable:
-		if variable not in env:
-			raise ConfigError(f"environment variable {variable} ([site] secret_env) is not set")
-		secret = env[variable]
-	if secret is not None:
-		values["secret"] = str(secret)
-	if "reply_to_subaddress" in values and not isinstance(values["reply_to_subaddress"], bool):
-		raise ConfigError("[site] reply_to_subaddress must be true or false")
-	return site_from_accounts(config.accounts.values(), **values)
+from ..engine.compose import OutgoingAttachment, OutgoingRequest
+from ..engine.errors import ConfigError
+from ..engine.outbox import QUEUED, SENT, FlushReport, default_outgoing, flush, queue_mail
+from ..sqlite_store import SQLiteStore
+from .config import ask_passwords, site_settings
+from .group import CliState, err, out, password_prompt
 
 
 def _read_body(body_file: str | None, html_file: str | None) -> tuple[str | None, str | None]:
@@ -148,7 +122,7 @@ def send(
 		in_reply_to=(in_reply_to,) if in_reply_to else (),
 		attachments=tuple(_attachment(p) for p in attach),
 	)
-	ask_passwords(config, [settings.name], _prompt())
+	ask_passwords(config, [settings.name], password_prompt())
 	settings = config.accounts[settings.name]
 	site = site_settings(config)
 	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
@@ -194,7 +168,7 @@ def flush_command(state: CliState, account: tuple[str, ...], db_path: str | None
 		if not accounts:
 			raise ConfigError(f"no account with enable_outgoing in {config.path}")
 	names = [a.name for a in accounts]
-	ask_passwords(config, names, _prompt())
+	ask_passwords(config, names, password_prompt())
 	site = site_settings(config)
 	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
 	try:
@@ -227,17 +201,3 @@ def _print_report(report: FlushReport) -> None:
 			detail = f"will try again at {m.next_try:%Y-%m-%d %H:%M} UTC: {detail}"
 		table.add_row(m.message_id, m.account, f"[{color}]{m.status}[/]", ", ".join(m.accepted), detail)
 	out.print(table)
-
-
-def _register() -> None:
-	"""Add the commands to the CLI's group; also when cli.py runs as __main__ (python -m)."""
-	for name in ("email_account_app.cli", "__main__"):
-		module = sys.modules.get(name)
-		spec = getattr(module, "__spec__", None)
-		group = getattr(module, "main", None)
-		if spec is not None and spec.name == "email_account_app.cli" and isinstance(group, click.Group):
-			group.add_command(send)
-			group.add_command(flush_command)
-
-
-_register()

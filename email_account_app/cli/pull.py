@@ -1,100 +1,21 @@
-"""`email-account-app`: the sync engine without Frappe, on a TOML config and SQLite."""
+"""`email-account-app pull`: new mail of the incoming accounts into the SQLite store."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
-from collections.abc import Callable
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .cli_config import Config, ask_passwords, load_config
-from .engine.errors import EmailSyncError
-from .engine.sync import AccountReport, pull_account
-from .sqlite_store import SQLiteStore
-
-err = Console(stderr=True)
-out = Console()
+from ..engine.sync import AccountReport, pull_account
+from ..sqlite_store import SQLiteStore
+from .config import Config, ask_passwords, site_settings
+from .group import CliState, err, out, password_prompt, selected_accounts
 
 
-class CliState:
-	def __init__(self, config_path: str | None, debug: bool):
-		self.config_path = config_path
-		self.debug = debug
-		self._config: Config | None = None
-
-	@property
-	def config(self) -> Config:
-		if self._config is None:
-			self._config = load_config(self.config_path)
-		return self._config
-
-
-def _fail(message: str, code: int = 2) -> None:
-	err.print(f"[bold red]Error:[/] {message}", highlight=False)
-	sys.exit(code)
-
-
-class _Group(click.Group):
-	"""Expected errors end with a plain message and a non-zero exit; --debug shows the traceback."""
-
-	def invoke(self, ctx: click.Context):
-		try:
-			return super().invoke(ctx)
-		except EmailSyncError as exc:
-			if ctx.obj is not None and ctx.obj.debug:
-				raise
-			_fail(str(exc))
-
-
-@click.group(cls=_Group)
-@click.option(
-	"--config",
-	"config_path",
-	type=click.Path(dir_okay=False),
-	envvar="EMAIL_ACCOUNT_APP_CONFIG",
-	help="TOML file with [accounts.NAME] tables (default: ./email_account_app.toml).",
-)
-@click.option("--debug", is_flag=True, help="Show tracebacks and protocol logs (passwords redacted).")
-@click.version_option(package_name="email_account_app")
-@click.pass_context
-def main(ctx: click.Context, config_path: str | None, debug: bool):
-	"""Email accounts that sync mail both ways: pull, check and send without Frappe."""
-	ctx.obj = CliState(config_path, debug)
-	logging.basicConfig(
-		level=logging.DEBUG if debug else logging.WARNING,
-		format="%(levelname)s %(name)s: %(message)s",
-		stream=sys.stderr,
-	)
-
-
-def _selected(state: CliState, account: tuple[str, ...] | str | None, *, incoming: bool) -> list[str]:
-	config = state.config
-	if account:
-		names = [account] if isinstance(account, str) else list(account)
-		for name in names:
-			config.account(name)
-		return names
-	names = [n for n, a in config.accounts.items() if a.enable_incoming or not incoming]
-	if not names:
-		_fail(f"no account with enable_incoming in {config.path}", 2)
-	return names
-
-
-def _prompt() -> Callable[[str], str] | None:
-	if not sys.stdin.isatty():
-		return None
-	return lambda text: click.prompt(text, hide_input=True, err=True)
-
-
-# -- pull ------------------------------------------------------------------------------------
-
-
-@main.command()
+@click.command()
 @click.option(
 	"--account", "-a", multiple=True, help="Account name (repeatable); default: every incoming one."
 )
@@ -106,9 +27,9 @@ def _prompt() -> Callable[[str], str] | None:
 @click.pass_obj
 def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json: bool, dry_run: bool):
 	"""Pull new mail of the accounts into the store."""
-	names = _selected(state, account, incoming=True)
+	names = selected_accounts(state, account, incoming=True)
 	config = state.config
-	ask_passwords(config, names, _prompt())
+	ask_passwords(config, names, password_prompt())
 	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
 	site = _site_or_none(config)
 	reports: list[AccountReport] = []
@@ -161,15 +82,13 @@ def _site_or_none(config: Config):
 		for a in config.accounts.values()
 	):
 		return None
-	from .cli_send import site_settings
-
 	return site_settings(config)
 
 
 def _queue_unreplied_notices(config: Config, store: SQLiteStore, site, names: list[str]) -> None:
 	"""Queue notices for mail left unreplied; `flush` sends them."""
-	from .engine.outbox import default_outgoing
-	from .engine.unreplied import notify_unreplied
+	from ..engine.outbox import default_outgoing
+	from ..engine.unreplied import notify_unreplied
 
 	for name in names:
 		account = config.accounts[name]
@@ -204,30 +123,3 @@ def _print_pull(reports: list[AccountReport], dry_run: bool) -> None:
 			r.name, str(r.fetched), str(r.stored), str(r.duplicates), str(r.skipped), str(r.failed), result
 		)
 	out.print(table)
-
-
-# -- check -----------------------------------------------------------------------------------
-
-
-@main.command()
-@click.argument("account", required=False)
-@click.pass_obj
-def check(state: CliState, account: str | None):
-	"""Connect to the account's servers and say whether it works."""
-	from .diagnose import check_account
-
-	names = _selected(state, account, incoming=False)
-	ask_passwords(state.config, names, _prompt())
-	bad = False
-	for name in names:
-		result = check_account(state.config.accounts[name])
-		out.print(result.render())
-		bad = bad or not result.ok
-	if bad:
-		sys.exit(1)
-
-
-from . import cli_send  # registers `send` and `flush` on main
-
-if __name__ == "__main__":
-	main()
