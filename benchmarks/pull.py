@@ -91,7 +91,7 @@ def bare_fetch(server: Dovecot) -> tuple[int, float, int]:
 CHILD = """
 import json, resource, sys, time
 from email_account_app.engine.settings import account_from_mapping
-from email_account_app.engine.sync import pull_account
+from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.sqlite_store import SQLiteStore
 config = json.loads(sys.argv[1])
 account = account_from_mapping(config["account"], name="bench")

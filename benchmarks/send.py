@@ -128,7 +128,7 @@ def main() -> None:
 			done += 1
 			if time.perf_counter() - start > budget / 2:
 				break
-		report = flush(store, [account], SITE)
+		report = flush(store, [account])
 		whole = rate(len(report.mails), time.perf_counter() - start)
 		store.close()
 		print(

@@ -203,9 +203,20 @@ def enabled_account_names(*, incoming: bool = False, outgoing: bool = False) -> 
 
 def outgoing_accounts() -> list[AccountSettings]:
 	"""Every account that sends mail and has what it needs; one that cannot is logged and left out."""
+	return _loaded(enabled_account_names(outgoing=True))
+
+
+def site_accounts() -> list[AccountSettings]:
+	"""Every account with incoming or outgoing enabled that has what it needs (as above)."""
+	return _loaded(
+		dict.fromkeys([*enabled_account_names(incoming=True), *enabled_account_names(outgoing=True)])
+	)
+
+
+def _loaded(names: Iterable[str]) -> list[AccountSettings]:
 	accounts = []
 	domains = all_domains()
-	for name in enabled_account_names(outgoing=True):
+	for name in names:
 		try:
 			accounts.append(account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains=domains))
 		except Exception:

@@ -37,10 +37,9 @@ def test_connection(name: str) -> dict:
 
 def check(settings: AccountSettings) -> dict:
 	"""The engine's verdict on an account's servers, as a plain dict for the desk."""
-	from .diagnose import check_account
+	from .engine.jobs import test_connection
 
-	settings = dataclasses.replace(settings, timeout=min(settings.timeout or TEST_TIMEOUT, TEST_TIMEOUT))
-	result = check_account(settings)
+	result = test_connection(settings, timeout=TEST_TIMEOUT)
 	parts = [
 		{
 			"label": part.label,

@@ -22,12 +22,12 @@ import email.policy
 import frappe
 from frappe import _
 
-from .accounts import ACCOUNT_DOCTYPE, account_settings, all_domains
-from .engine.compose import cap_references, check_header_value
-from .engine.parsing import parse_message_id, parse_message_ids
+from .accounts import ACCOUNT_DOCTYPE, outgoing_accounts
+from .engine.outbox import answering, sending_account, site_mail_thread
+from .engine.parsing import parse_message_id
 from .engine.settings import AccountSettings
 from .engine.store import DocRef
-from .frappe_store import ACCOUNT_FIELD, COMMUNICATION, MESSAGE, RECEIVED, FrappeStore
+from .frappe_store import ACCOUNT_FIELD, COMMUNICATION, FrappeStore
 
 _HEADERS = email.parser.BytesHeaderParser(policy=email.policy.default)
 
@@ -46,9 +46,10 @@ def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | st
 
 	headers = _HEADERS.parsebytes(raw)
 	document = _document_of(email_queue)
-	thread = _thread_of(account.name, document)
+	store = FrappeStore(commit=False)
+	thread = site_mail_thread(store, account.name, document)
 	if thread and not headers.get("In-Reply-To"):
-		raw = _with_thread_headers(raw, thread["ids"], headers.get("References"))
+		raw = answering(raw, thread, headers.get("References"))
 
 	outcome = _sender(account).send(raw, account.email_id, [recipient])
 	if recipient not in outcome.accepted:
@@ -63,7 +64,7 @@ def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | st
 	communication = email_queue.get("communication")
 	if communication and frappe.db.exists(COMMUNICATION, communication):
 		frappe.db.set_value(COMMUNICATION, communication, ACCOUNT_FIELD, account.name, update_modified=False)
-	first = message_id and FrappeStore(commit=False).record_site_mail(
+	first = message_id and store.record_site_mail(
 		account.name,
 		message_id=message_id,
 		subject=str(headers.get("Subject") or ""),
@@ -71,7 +72,7 @@ def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | st
 		recipients=[r.recipient for r in email_queue.recipients],
 		communication=communication,
 		document=document,
-		thread_token=thread["token"] if thread else None,
+		thread_token=thread.token if thread else None,
 	)
 	if first and account.append_emails_to_sent_folder:
 		_append_to_sent(account, raw)
@@ -81,85 +82,18 @@ def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | st
 
 
 def account_for(email_queue, sender: str | None) -> AccountSettings | None:
-	"""The Email Sync Account to send ``email_queue`` through, as core picks among its own: the
-	sender's address, then the account appending to the document's DocType, then the default."""
-	from frappe.utils import parse_addr
-
-	address = (parse_addr(sender or email_queue.sender or "")[1] or "").lower()
-	candidates = frappe.get_all(
-		ACCOUNT_DOCTYPE,
-		filters={"enable_outgoing": 1, "awaiting_password": 0},
-		fields=["name", "email_id", "default_outgoing", "enable_incoming", "append_to"],
-		order_by="creation asc",
+	"""The Email Sync Account to send ``email_queue`` through: the engine's ``sending_account``
+	among the accounts that send (the sender's, the one appending to the document's DocType, the
+	default outgoing one)."""
+	return sending_account(
+		outgoing_accounts(), sender=sender or email_queue.sender, doctype=email_queue.reference_doctype
 	)
-	if not candidates:
-		return None
-	name = next((c.name for c in candidates if (c.email_id or "").lower() == address), None)
-	doctype = email_queue.reference_doctype
-	if name is None and doctype:
-		folders = set(
-			frappe.get_all(
-				"Email Sync Folder",
-				filters={"append_to": doctype, "parenttype": ACCOUNT_DOCTYPE},
-				pluck="parent",
-			)
-		)
-		name = next(
-			(
-				c.name
-				for c in candidates
-				if c.enable_incoming and (c.append_to == doctype or c.name in folders)
-			),
-			None,
-		)
-	if name is None:
-		name = next((c.name for c in candidates if c.default_outgoing), None)
-	if name is None:
-		return None
-	return account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains=all_domains())
 
 
 def _document_of(email_queue) -> DocRef | None:
 	if email_queue.reference_doctype and email_queue.reference_name:
 		return DocRef(email_queue.reference_doctype, email_queue.reference_name)
 	return None
-
-
-def _thread_of(account: str, document: DocRef | None) -> dict | None:
-	"""The Message-IDs of the mail this account received about ``document``, oldest first, and
-	the thread's token: a reply from the document's timeline answers the newest of them."""
-	if document is None:
-		return None
-	rows = frappe.get_all(
-		MESSAGE,
-		filters={
-			"account": account,
-			"status": RECEIVED,
-			"reference_doctype": document.doctype,
-			"reference_name": document.name,
-		},
-		fields=["message_id", "thread_token"],
-		order_by="date asc",
-		limit=50,
-	)
-	ids = [row.message_id for row in rows if row.message_id]
-	if not ids:
-		return None
-	token = next((row.thread_token for row in reversed(rows) if row.thread_token), None)
-	return {"ids": ids, "token": token}
-
-
-def _with_thread_headers(raw: bytes, ids: list[str], references: str | None) -> bytes:
-	"""``raw`` answering the newest of ``ids``: In-Reply-To and References put before its headers
-	(the rest of the message stays byte for byte as the queue built it)."""
-	chain = cap_references([*parse_message_ids(references), *ids])
-	parent = ids[-1]
-	for value in (parent, *chain):
-		check_header_value(value, "Message-ID")
-	lines = [f"In-Reply-To: <{parent}>"]
-	if not references:
-		lines.append("References: " + "\r\n ".join(f"<{i}>" for i in chain))
-	return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace") + raw
 
 
 # -- sending -------------------------------------------------------------------------------------

@@ -37,7 +37,17 @@ from frappe.utils import cint, escape_html, get_system_timezone
 from .engine.compose import format_address, text_to_html
 from .engine.outbox import FINAL, QUEUED, SENDING, SentRecord
 from .engine.parsing import IncomingMessage, normalize_subject
-from .engine.store import CommunicationRef, Cursor, Decision, DocRef, Location, OutgoingMail, SaveResult
+from .engine.store import (
+	CommunicationRef,
+	Cursor,
+	Decision,
+	DocRef,
+	DocumentState,
+	Location,
+	OutgoingMail,
+	SaveResult,
+	WaitingMail,
+)
 
 ACCOUNT = "Email Sync Account"
 CURSOR = "Email Sync Cursor"
@@ -117,7 +127,6 @@ DELIVERY_STATUS_OPTIONS = {
 }
 KEEP_DELIVERY_STATUS = ("Opened", "Bounced")
 #: statuses of a document that a customer's reply turns back to "Open" (core itself does "Replied")
-REOPEN_STATUSES = ("Replied", "Closed", "Resolved")
 NO_SUBJECT = "(no subject)"
 CHUNK = 500
 
@@ -436,6 +445,31 @@ class FrappeStore:
 			return False
 		return bool(frappe.db.exists(ref.doctype, ref.name))
 
+	def document_state(self, ref: DocRef) -> DocumentState | None:
+		if not self.document_exists(ref):
+			return None
+		field = frappe.get_meta(ref.doctype).get_field("status")
+		if field is None:
+			return DocumentState(None)
+		options = (field.options or "").split("\n") if field.fieldtype == "Select" else []
+		status = frappe.db.get_value(ref.doctype, ref.name, "status")
+		return DocumentState(status or None, can_open="Open" in options)
+
+	def received_about(self, account: str, document: DocRef, limit: int = 50) -> list[CommunicationRef]:
+		rows = frappe.get_all(
+			MESSAGE,
+			filters={
+				"account": account,
+				"status": RECEIVED,
+				"reference_doctype": document.doctype,
+				"reference_name": document.name,
+			},
+			fields=list(self._REF_FIELDS),
+			order_by="date asc",
+			limit=limit,
+		)
+		return [self._ref(row) for row in rows]
+
 	def document_doctypes(self) -> Iterable[str]:
 		if self._doctypes is None:
 			names = set(appendable_doctypes())
@@ -448,12 +482,11 @@ class FrappeStore:
 
 	# -- unreplied notices ------------------------------------------------------------------------
 
-	def unreplied(
-		self, account: str, *, received_before: datetime, received_after: datetime
-	) -> list[CommunicationRef]:
-		"""Received mail of the account in the window, not automatic (automatic mail is stored
-		with core's unread_notification_sent already set), with no notice yet, no mail sent on its
-		thread since (its document, its thread token, or in reply to it), its document still Open."""
+	def received_without_notice(
+		self, account: str, *, received_after: datetime, received_before: datetime
+	) -> list[WaitingMail]:
+		"""Automatic mail is stored with core's unread_notification_sent already set, so it is never
+		among these."""
 		rows = frappe.get_all(
 			MESSAGE,
 			filters={
@@ -474,41 +507,31 @@ class FrappeStore:
 				pluck="name",
 			)
 		)
-		return [self._ref(row) for row in rows if row.communication in waiting and not self._answered(row)]
+		return [
+			WaitingMail(self._ref(row), from_db(row.date) or received_before)
+			for row in rows
+			if row.communication in waiting
+		]
 
-	def _answered(self, row) -> bool:
-		if row.reference_name:
-			if not self.document_exists(DocRef(row.reference_doctype, row.reference_name)):
-				return True
-			meta = frappe.get_meta(row.reference_doctype)
-			if meta.has_field("status"):
-				status = frappe.db.get_value(row.reference_doctype, row.reference_name, "status")
-				if status and status != "Open":
-					return True
-			if frappe.db.exists(
-				COMMUNICATION,
-				{
-					"sent_or_received": "Sent",
-					"communication_medium": "Email",
-					"reference_doctype": row.reference_doctype,
-					"reference_name": row.reference_name,
-					"communication_date": (">=", row.date),
-				},
-			):
-				return True
-		if row.thread_token and frappe.db.exists(
-			MESSAGE,
+	def sent_on_thread_since(self, account: str, ref: CommunicationRef, since: datetime) -> bool:
+		document = ref.document
+		if document is not None and frappe.db.exists(
+			COMMUNICATION,
 			{
-				"account": row.account,
-				"status": SENT_STATUS,
-				"thread_token": row.thread_token,
-				"date": (">=", row.date),
+				"sent_or_received": "Sent",
+				"communication_medium": "Email",
+				"reference_doctype": document.doctype,
+				"reference_name": document.name,
+				"communication_date": (">=", to_db(since)),
 			},
 		):
 			return True
-		return bool(
-			frappe.db.exists(COMMUNICATION, {"sent_or_received": "Sent", "in_reply_to": row.communication})
-		)
+		if ref.thread_token and frappe.db.exists(
+			MESSAGE,
+			{"account": account, "status": SENT_STATUS, "thread_token": ref.thread_token, "date": (">=", to_db(since))},
+		):
+			return True
+		return bool(frappe.db.exists(COMMUNICATION, {"sent_or_received": "Sent", "in_reply_to": ref.name}))
 
 	def claim_unreplied_notice(self, account: str, communication: str) -> bool:
 		"""Core's unread_notification_sent on the communication: set once, by one worker (the row
@@ -559,8 +582,8 @@ class FrappeStore:
 			document = None
 		if decision.action == "create" and decision.append_to and doctype_exists(decision.append_to):
 			document, created = self._create_document(decision.append_to, message), True
-		elif decision.action == "link" and document is not None:
-			self._reopen(document)
+		elif decision.action == "link" and document is not None and decision.set_status:
+			frappe.get_doc(document.doctype, document.name).db_set("status", decision.set_status, notify=True)
 		communication = self._insert_communication(account, location, message, decision, document)
 		token = decision.thread_token or (decision.thread.thread_token if decision.thread else None)
 		self._log(
@@ -769,16 +792,6 @@ class FrappeStore:
 				options = [o for o in df.options.split("\n") if o]
 				if options:
 					doc.set(df.fieldname, options[0])
-
-	def _reopen(self, document: DocRef) -> None:
-		"""A reply on a document that is Closed, Resolved or Replied opens it again."""
-		meta = frappe.get_meta(document.doctype)
-		field = meta.get_field("status")
-		if not field or "Open" not in (field.options or "").split("\n"):
-			return
-		status = frappe.db.get_value(document.doctype, document.name, "status")
-		if status in REOPEN_STATUSES:
-			frappe.get_doc(document.doctype, document.name).db_set("status", "Open", notify=True)
 
 	def record_skip(
 		self, account: str, location: Location, message: IncomingMessage, reason: str, cursor: Cursor | None

@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from .engine.parsing import IncomingMessage, normalize_subject
-from .engine.store import CommunicationRef, Cursor, Decision, DocRef, Location, SaveResult
+from .engine.store import (
+	CommunicationRef,
+	Cursor,
+	Decision,
+	DocRef,
+	DocumentState,
+	Location,
+	SaveResult,
+	WaitingMail,
+)
 from .sqlite_outbox import OUTBOX_SCHEMA, SQLiteOutboxMixin
 
 SCHEMA = (
@@ -365,50 +374,66 @@ class SQLiteStore(SQLiteOutboxMixin):
 				return self._ref(row)
 		return None
 
-	def document_exists(self, ref: DocRef) -> bool:
-		return (
-			self.db.execute(
-				"SELECT 1 FROM documents WHERE doctype=? AND name=?", (ref.doctype, ref.name)
-			).fetchone()
-			is not None
+	def document_state(self, ref: DocRef) -> DocumentState | None:
+		row = self.db.execute(
+			"SELECT status FROM documents WHERE doctype=? AND name=?", (ref.doctype, ref.name)
+		).fetchone()
+		if row is None:
+			return None
+		mapping = self.mapping(ref.doctype)
+		return DocumentState(row["status"], can_open=bool(mapping.status_field))
+
+	def received_about(self, account: str, document: DocRef, limit: int = 50) -> list[CommunicationRef]:
+		rows = self.db.execute(
+			f"SELECT {self._REF_COLUMNS} FROM communications WHERE account=? AND sent_or_received='Received' "
+			"AND reference_doctype=? AND reference_name=? ORDER BY date, id LIMIT ?",
+			(account, document.doctype, document.name, limit),
 		)
+		return [self._ref(row) for row in rows]
 
 	def document_doctypes(self) -> Iterable[str]:
 		rows = self.db.execute("SELECT DISTINCT doctype FROM documents")
 		return sorted({*self.doctypes, *(row[0] for row in rows)})
 
-	def get_document(self, ref: DocRef) -> dict[str, Any] | None:
-		row = self.db.execute(
-			"SELECT * FROM documents WHERE doctype=? AND name=?", (ref.doctype, ref.name)
-		).fetchone()
-		if row is None:
-			return None
-		data = dict(row)
-		data["fields"] = json.loads(data["fields"])
-		return data
-
 	# -- unreplied notices ------------------------------------------------------------------------
 
-	def unreplied(
-		self, account: str, *, received_before: datetime, received_after: datetime
-	) -> list[CommunicationRef]:
+	def received_without_notice(
+		self, account: str, *, received_after: datetime, received_before: datetime
+	) -> list[WaitingMail]:
 		rows = self.db.execute(
-			"""SELECT c.* FROM communications c
-			LEFT JOIN documents d ON d.doctype = c.reference_doctype AND d.name = c.reference_name
-			WHERE c.account = ? AND c.sent_or_received = 'Received' AND c.unreplied_notified = 0
-			AND c.auto_submitted IS NULL AND c.date <= ? AND c.date > ?
-			AND (d.status IS NULL OR d.status = 'Open')
-			AND NOT EXISTS (
-				SELECT 1 FROM communications s WHERE s.account = c.account AND s.sent_or_received = 'Sent'
-				AND s.date >= c.date AND (
-					(c.reference_name IS NOT NULL AND s.reference_doctype = c.reference_doctype
-						AND s.reference_name = c.reference_name)
-					OR (c.thread_token IS NOT NULL AND s.thread_token = c.thread_token)
-					OR instr(' ' || s.in_reply_to || ' ', ' ' || c.message_id || ' ') > 0))
-			ORDER BY c.date""",
+			f"""SELECT {self._REF_COLUMNS}, date, auto_submitted FROM communications
+			WHERE account = ? AND sent_or_received = 'Received' AND unreplied_notified = 0
+			AND date <= ? AND date > ? ORDER BY date""",
 			(account, _iso(received_before), _iso(received_after)),
 		)
-		return [self._ref(row) for row in rows]
+		return [
+			WaitingMail(
+				self._ref(row), datetime.fromisoformat(row["date"]), automatic=bool(row["auto_submitted"])
+			)
+			for row in rows
+		]
+
+	def sent_on_thread_since(self, account: str, ref: CommunicationRef, since: datetime) -> bool:
+		document = ref.document
+		row = self.db.execute(
+			"""SELECT 1 FROM communications WHERE account = ? AND sent_or_received = 'Sent'
+			AND date >= ? AND (
+				(? IS NOT NULL AND reference_doctype = ? AND reference_name = ?)
+				OR (? IS NOT NULL AND thread_token = ?)
+				OR instr(' ' || in_reply_to || ' ', ' ' || ? || ' ') > 0)
+			LIMIT 1""",
+			(
+				account,
+				_iso(since),
+				document and document.name,
+				document and document.doctype,
+				document and document.name,
+				ref.thread_token,
+				ref.thread_token,
+				ref.message_id,
+			),
+		).fetchone()
+		return row is not None
 
 	def claim_unreplied_notice(self, account: str, communication: str) -> bool:
 		with self._tx() as db:
@@ -436,8 +461,8 @@ class SQLiteStore(SQLiteOutboxMixin):
 			document, created = decision.document, False
 			if decision.action == "create" and decision.append_to:
 				document, created = self._create_document(db, decision.append_to, message), True
-			elif decision.action == "link" and document is not None:
-				self._reopen(db, document)
+			elif decision.action == "link" and document is not None and decision.set_status:
+				self._put_status(db, document, decision.set_status)
 			communication = self._insert_communication(db, account, location, message, decision, document)
 			for link in decision.timeline_links:
 				db.execute(
@@ -541,21 +566,6 @@ class SQLiteStore(SQLiteOutboxMixin):
 		)
 		return DocRef(doctype, name)
 
-	def _reopen(self, db, document: DocRef) -> None:
-		mapping = self.mapping(document.doctype)
-		if not mapping.status_field:
-			return
-		row = db.execute(
-			"SELECT status FROM documents WHERE doctype=? AND name=?", (document.doctype, document.name)
-		).fetchone()
-		if row is None or row["status"] in (None, mapping.open_status):
-			return
-		self._put_status(db, document, mapping.open_status)
-
-	def set_document_status(self, ref: DocRef, status: str) -> None:
-		with self._tx() as db:
-			self._put_status(db, ref, status)
-
 	def _put_status(self, db, ref: DocRef, status: str) -> None:
 		"""The document's status, in its column and in its DocType's status field."""
 		row = db.execute(
@@ -621,7 +631,7 @@ class SQLiteStore(SQLiteOutboxMixin):
 				),
 			)
 
-	# -- reading, for the CLI and the tests ------------------------------------------------------
+	# -- inspection: a test seam (read-only queries for the tests and benchmarks) ---------------
 
 	def count(self, table: str, **where: Any) -> int:
 		clause = " AND ".join(f"{k}=?" for k in where) or "1"

@@ -8,21 +8,22 @@ against it and stops nothing else.
 
 from __future__ import annotations
 
+import os
+
 import frappe
 from frappe import _
 from frappe.utils import cint, now_datetime
 
 from .accounts import (
 	ACCOUNT_DOCTYPE,
-	account_settings,
-	all_domains,
 	enabled_account_names,
 	load_account,
+	site_accounts,
 	site_settings,
 )
+from .engine import jobs
 from .engine.errors import ConfigError
 from .engine.sync import AccountReport
-from .engine.sync import pull_account as pull
 from .frappe_store import MESSAGE, OUTBOX, FrappeStore
 
 PULL_JOB = "email_sync_pull::{}"
@@ -68,11 +69,12 @@ def pull_account(account: str, *, store: FrappeStore | None = None, **engine_opt
 	if not settings.enable_incoming or settings.awaiting_password:
 		return None
 	store = store or FrappeStore()
-	if settings.enable_outgoing and (settings.enable_auto_reply or settings.send_unsubscribe_message):
+	if jobs.needs_site([settings]):
 		# auto-replies to send, or unsubscribe requests (List-Unsubscribe mailto:) to recognise
 		engine_options.setdefault("site", site_settings())
+	engine_options.setdefault("parse_process", parse_process_from_env())
 	try:
-		report = pull(settings, store, **engine_options)
+		report = jobs.pull(settings, store, **engine_options)
 	except Exception as exc:
 		if store.commit:
 			frappe.db.rollback()
@@ -178,8 +180,6 @@ def queue_flush(name: str, *, after_commit: bool = False) -> None:
 
 def flush_account(account: str, *, store: FrappeStore | None = None, **engine_options):
 	"""Send what is due in one account's outbox (a background job)."""
-	from .engine.outbox import flush
-
 	store = store or FrappeStore()
 	if not frappe.db.exists(ACCOUNT_DOCTYPE, account):
 		return None  # deleted since the job was queued
@@ -194,7 +194,7 @@ def flush_account(account: str, *, store: FrappeStore | None = None, **engine_op
 		)
 		return None
 	try:
-		report = flush(store, [settings], site_settings(), **engine_options)
+		report = jobs.send_due(store, [settings], **engine_options)
 	except Exception:
 		if store.commit:
 			frappe.db.rollback()
@@ -221,44 +221,34 @@ def flush_account(account: str, *, store: FrappeStore | None = None, **engine_op
 
 
 def notify_unreplied() -> None:
-	"""Scheduler: a notice to the account's send_notification_to for mail nobody answered within
-	unreplied_for_mins (the engine's rules), sent through the account itself when it sends mail,
-	else through the default outgoing account."""
-	from .engine.unreplied import notify_unreplied as notify
-
-	names = frappe.get_all(
-		ACCOUNT_DOCTYPE, filters={"enable_incoming": 1, "notify_if_unreplied": 1}, pluck="name"
-	)
-	if not names:
+	"""Scheduler: the engine's ``send_unreplied_notices`` over the site's accounts; a notice goes
+	out through the account itself when it sends mail, else through the default outgoing one."""
+	if not frappe.db.exists(ACCOUNT_DOCTYPE, {"enable_incoming": 1, "notify_if_unreplied": 1}):
 		return
-	domains = all_domains()
-	site = site_settings()
-	for name in names:
-		try:
-			account = account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains=domains)
-			sender = account if account.enable_outgoing else _default_outgoing(domains)
-			if sender is None:
-				raise ConfigError(
-					"notify_if_unreplied is on, but neither this account nor a default outgoing one sends mail",
-					account=name,
-				)
-			if notify(FrappeStore(), account, site, sender=sender):
-				queue_flush(sender.name, after_commit=True)
-			frappe.db.commit()
-		except Exception:
-			frappe.db.rollback()
-			frappe.log_error(
-				title=_("Email Sync Account {0}: unreplied notice failed").format(name),
-				reference_doctype=ACCOUNT_DOCTYPE,
-				reference_name=name,
-			)
+	try:
+		report = jobs.send_unreplied_notices(FrappeStore(), site_accounts(), site_settings())
+		frappe.db.commit()
+	except Exception:
+		frappe.db.rollback()
+		frappe.log_error(title=_("Email Sync: unreplied notices failed"))
+		return
+	for name, error in report.errors.items():
+		frappe.log_error(
+			title=_("Email Sync Account {0}: unreplied notice failed").format(name),
+			message=error,
+			reference_doctype=ACCOUNT_DOCTYPE,
+			reference_name=name,
+		)
+	for name in report.senders:
+		queue_flush(name, after_commit=True)
+	frappe.db.commit()
 
 
-def _default_outgoing(domains):
-	name = frappe.db.get_value(
-		ACCOUNT_DOCTYPE, {"default_outgoing": 1, "enable_outgoing": 1, "awaiting_password": 0}
-	)
-	return account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains=domains) if name else None
+def parse_process_from_env() -> bool | None:
+	"""EMAIL_ACCOUNT_APP_PARSE_PROCESS in the worker's environment: 1 parses every pull in a second
+	process, 0 none; unset, the engine decides by the pull's size and the machine's cores."""
+	value = os.environ.get("EMAIL_ACCOUNT_APP_PARSE_PROCESS", "").strip()
+	return {"0": False, "1": True}.get(value)
 
 
 __all__ = [

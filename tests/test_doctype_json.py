@@ -237,7 +237,31 @@ def _methods(path: Path, class_name: str) -> set[str]:
 	return {n.name for n in cls.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
 
 
-def test_the_frappe_store_implements_the_engines_protocols():
-	wanted = _methods(APP / "engine" / "store.py", "Store") | _methods(APP / "engine" / "outbox.py", "Outbox")
-	missing = wanted - _methods(APP / "frappe_store.py", "FrappeStore")
-	assert not missing, f"FrappeStore lacks {sorted(missing)}"
+PORTS = (
+	"FolderCursors",
+	"MessageLedger",
+	"ThreadIndex",
+	"ReplyWatch",
+	"Outbox",
+	"Suppressions",
+	"OpenTracking",
+	"AutoReplyLog",
+)
+
+
+def test_the_ports_are_narrow():
+	for port in PORTS:
+		methods = _methods(APP / "engine" / "store.py", port)
+		assert 1 <= len(methods) <= 6, f"{port} has {len(methods)} methods"
+
+
+def test_both_stores_implement_every_port(tmp_path):
+	from email_account_app.engine import store as ports
+	from email_account_app.sqlite_store import SQLiteStore
+
+	sqlite = SQLiteStore(tmp_path / "s.sqlite3")
+	frappe_methods = _methods(APP / "frappe_store.py", "FrappeStore")
+	for port in PORTS:
+		assert isinstance(sqlite, getattr(ports, port)), f"SQLiteStore lacks part of {port}"
+		missing = _methods(APP / "engine" / "store.py", port) - frappe_methods
+		assert not missing, f"FrappeStore lacks {sorted(missing)} of {port}"

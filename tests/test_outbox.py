@@ -99,14 +99,14 @@ def test_queue_records_a_sent_communication_and_flush_sends_it(store, smtp_plain
 	assert store.get_outgoing(mail.name).status == "Queued"
 	assert smtp_plain.deliveries == []
 
-	report = flush(store, [acct], SITE, now=T0)
+	report = flush(store, [acct], now=T0)
 	assert report.ok and report.count("Sent") == 1 and report.sessions == 1
 	assert delivered_ids(smtp_plain) == Counter({(mail.message_id, "customer@client.test"): 1})
 	assert sent_row(store, mail.message_id)["delivery_status"] == "Sent"
 	assert store.get_outgoing(mail.name).status == "Sent"
 	assert recipients(store, mail.name) == {"customer@client.test": ("Sent", 250, None)}
 	# nothing is sent twice
-	assert flush(store, [acct], SITE, now=T0 + timedelta(hours=1)).mails == []
+	assert flush(store, [acct], now=T0 + timedelta(hours=1)).mails == []
 	assert len(smtp_plain.deliveries) == 1
 
 
@@ -121,7 +121,7 @@ def test_a_reply_joins_the_thread_and_document_of_the_message_it_answers(store, 
 	assert mail.document == DocRef("Issue", "ISS-00001")
 	row = sent_row(store, mail.message_id)
 	assert (row["reference_name"], row["in_reply_to"]) == ("ISS-00001", message.message_id)
-	flush(store, [acct], SITE, now=T0)
+	flush(store, [acct], now=T0)
 	sent = parse_message(smtp_plain.deliveries[0].content)
 	assert sent.in_reply_to == (message.message_id,) and sent.references == (message.message_id,)
 
@@ -133,7 +133,7 @@ def test_one_smtp_session_per_account_batch(store, smtp_starttls, smtp_plain):
 		queue_mail(store, one, SITE, hello(subject=f"n{n}"), now=T0)
 	for n in range(5):
 		queue_mail(store, two, SITE, hello(subject=f"m{n}"), now=T0)
-	report = flush(store, [one, two], SITE, now=T0)
+	report = flush(store, [one, two], now=T0)
 	assert report.ok and report.count("Sent") == 65
 	assert report.sessions == 2
 	assert smtp_starttls.connections == 1 and len(smtp_starttls.deliveries) == 60
@@ -144,8 +144,8 @@ def test_flush_limit(store, smtp_plain):
 	acct = sender_account(smtp_plain)
 	for n in range(5):
 		queue_mail(store, acct, SITE, hello(subject=f"n{n}"), now=T0)
-	assert len(flush(store, [acct], SITE, now=T0, limit=2).mails) == 2
-	assert len(flush(store, [acct], SITE, now=T0).mails) == 3
+	assert len(flush(store, [acct], now=T0, limit=2).mails) == 2
+	assert len(flush(store, [acct], now=T0).mails) == 3
 
 
 def test_default_outgoing(smtp_plain):
@@ -172,7 +172,7 @@ def test_4xx_is_retried_later_with_backoff_and_accepted_recipients_are_not_sent_
 	smtp_plain.refuse("busy@client.test", "450 4.2.1 mailbox busy")
 	mail = queue_mail(store, acct, SITE, hello(to=("ok@client.test", "busy@client.test")), now=T0)
 
-	report = flush(store, [acct], SITE, now=T0)
+	report = flush(store, [acct], now=T0)
 	(result,) = report.mails
 	assert (result.status, result.retries, result.next_try) == ("Queued", 1, T0 + retry_delay(1))
 	assert result.accepted == ("ok@client.test",) and result.refused == {
@@ -186,9 +186,9 @@ def test_4xx_is_retried_later_with_backoff_and_accepted_recipients_are_not_sent_
 	assert not report.ok
 
 	# not due yet
-	assert flush(store, [acct], SITE, now=T0 + timedelta(minutes=1)).mails == []
+	assert flush(store, [acct], now=T0 + timedelta(minutes=1)).mails == []
 	smtp_plain.reset()
-	report = flush(store, [acct], SITE, now=T0 + retry_delay(1))
+	report = flush(store, [acct], now=T0 + retry_delay(1))
 	assert [m.status for m in report.mails] == ["Sent"]
 	assert delivered_ids(smtp_plain) == Counter({(mail.message_id, "busy@client.test"): 1})
 	assert store.get_outgoing(mail.name).status == "Sent"
@@ -201,24 +201,24 @@ def test_backoff_doubles_and_gives_up_after_max_retries(store, smtp_plain):
 	mail = queue_mail(store, acct, SITE, hello(), now=T0)
 	now, delays = T0, []
 	for _ in range(MAX_RETRIES):
-		(result,) = flush(store, [acct], SITE, now=now).mails
+		(result,) = flush(store, [acct], now=now).mails
 		assert result.status == "Queued" and "451 4.3.0 try again later" in result.error
 		delays.append(result.next_try - now)
 		now = result.next_try
 	assert delays == [timedelta(minutes=m) for m in (2, 4, 8, 16, 32, 64)]
-	(result,) = flush(store, [acct], SITE, now=now).mails
+	(result,) = flush(store, [acct], now=now).mails
 	assert result.status == "Failed" and result.error.startswith(f"given up after {MAX_RETRIES + 1} tries")
 	assert store.get_outgoing(mail.name).status == "Failed"
 	assert recipients(store, mail.name)["customer@client.test"][0] == "Failed"
 	assert sent_row(store, mail.message_id)["delivery_status"] == "Error"
-	assert flush(store, [acct], SITE, now=now + timedelta(days=1)).mails == []
+	assert flush(store, [acct], now=now + timedelta(days=1)).mails == []
 
 
 def test_5xx_per_recipient_is_recorded_with_the_servers_words(store, smtp_plain):
 	acct = sender_account(smtp_plain)
 	smtp_plain.refuse("gone@client.test", "550 5.1.1 <gone@client.test>: Recipient address rejected")
 	mail = queue_mail(store, acct, SITE, hello(to=("ok@client.test",), cc=("gone@client.test",)), now=T0)
-	(result,) = flush(store, [acct], SITE, now=T0).mails
+	(result,) = flush(store, [acct], now=T0).mails
 	assert result.status == "Partly Sent"
 	assert "Recipient address rejected" in result.error
 	assert recipients(store, mail.name) == {
@@ -227,14 +227,14 @@ def test_5xx_per_recipient_is_recorded_with_the_servers_words(store, smtp_plain)
 	}
 	assert sent_row(store, mail.message_id)["delivery_status"] == "Partly Sent"
 	# final: not tried again
-	assert flush(store, [acct], SITE, now=T0 + timedelta(days=1)).mails == []
+	assert flush(store, [acct], now=T0 + timedelta(days=1)).mails == []
 
 
 def test_every_recipient_refused_for_good_fails(store, smtp_plain):
 	acct = sender_account(smtp_plain)
 	smtp_plain.refuse("gone@client.test", "550 5.1.1 no such user")
 	mail = queue_mail(store, acct, SITE, hello(to=("gone@client.test",)), now=T0)
-	(result,) = flush(store, [acct], SITE, now=T0).mails
+	(result,) = flush(store, [acct], now=T0).mails
 	assert result.status == "Failed" and "no such user" in result.error
 	assert store.get_outgoing(mail.name).error == result.error
 
@@ -243,7 +243,7 @@ def test_too_large_for_the_server_fails_without_sending(store, smtp_plain):
 	acct = sender_account(smtp_plain)
 	smtp_plain.limit_size(3000)
 	mail = queue_mail(store, acct, SITE, hello(text="x" * 5000), now=T0)
-	(result,) = flush(store, [acct], SITE, now=T0).mails
+	(result,) = flush(store, [acct], now=T0).mails
 	assert result.status == "Failed" and "more than the" in result.error
 	assert recipients(store, mail.name)["customer@client.test"][:2] == ("Failed", 552)
 	assert smtp_plain.deliveries == []
@@ -253,11 +253,11 @@ def test_a_dropped_connection_is_retried(store, smtp_starttls):
 	acct = sender_account(smtp_starttls)
 	first = queue_mail(store, acct, SITE, hello(subject="one"), now=T0)
 	smtp_starttls.drop_at_data()
-	(result,) = flush(store, [acct], SITE, now=T0).mails
+	(result,) = flush(store, [acct], now=T0).mails
 	assert result.status == "Queued" and result.retries == 1
 	smtp_starttls.drop_at_data(False)
 	second = queue_mail(store, acct, SITE, hello(subject="two"), now=T0)
-	report = flush(store, [acct], SITE, now=T0 + timedelta(hours=1))
+	report = flush(store, [acct], now=T0 + timedelta(hours=1))
 	assert [m.status for m in report.mails] == ["Sent", "Sent"]
 	assert set(delivered_ids(smtp_starttls)) == {
 		(first.message_id, "customer@client.test"),
@@ -272,7 +272,7 @@ def test_a_session_that_cannot_open_leaves_the_mail_queued_and_other_accounts_go
 	good = sender_account(smtp_plain, "other@example.com", name="other")
 	stuck = queue_mail(store, bad, SITE, hello(), now=T0)
 	fine = queue_mail(store, good, SITE, hello(), now=T0)
-	report = flush(store, [bad, good], SITE, now=T0)
+	report = flush(store, [bad, good], now=T0)
 	assert "Login failed" in report.errors["support"] and "other" not in report.errors
 	assert store.get_outgoing(stuck.name).status == "Queued" and store.get_outgoing(stuck.name).retries == 1
 	assert "refused the login" in store.get_outgoing(stuck.name).error
@@ -300,7 +300,7 @@ def test_crash_after_the_server_accepted_never_sends_again_nor_loses_mail(store,
 
 	monkeypatch.setattr(store, "finish", crash_on_first_finish)
 	with pytest.raises(Crash):
-		flush(store, [acct], SITE, now=T0)
+		flush(store, [acct], now=T0)
 	monkeypatch.setattr(store, "finish", real_finish)
 	# the first was accepted and recorded; the others were claimed but not sent
 	assert [store.get_outgoing(m.name).status for m in mails] == ["Sending"] * 3
@@ -308,8 +308,8 @@ def test_crash_after_the_server_accepted_never_sends_again_nor_loses_mail(store,
 	assert len(smtp_plain.deliveries) == 1
 
 	# a flush soon after leaves them to the process that might still be sending them
-	assert flush(store, [acct], SITE, now=T0 + timedelta(minutes=1)).mails == []
-	report = flush(store, [acct], SITE, now=T0 + SENDING_LEASE + timedelta(seconds=1))
+	assert flush(store, [acct], now=T0 + timedelta(minutes=1)).mails == []
+	report = flush(store, [acct], now=T0 + SENDING_LEASE + timedelta(seconds=1))
 	assert [m.status for m in report.mails] == ["Sent"] * 3
 	assert report.warnings and "interrupted" in report.warnings[0]
 	counts = delivered_ids(smtp_plain)
@@ -356,7 +356,7 @@ def test_sigkill_mid_batch_then_flush_again(tmp_path, smtp_plain):
 	assert store.count("outbox", status="Sending") == 4
 
 	later = datetime.now(timezone.utc) + SENDING_LEASE + timedelta(minutes=1)
-	report = flush(store, [acct], SITE, now=later)
+	report = flush(store, [acct], now=later)
 	assert sorted(m.status for m in report.mails) == ["Sent"] * 4
 	assert delivered_ids(smtp_plain) == Counter({(m.message_id, "customer@client.test"): 1 for m in mails})
 	store.close()
@@ -378,7 +378,7 @@ def test_each_recipient_gets_their_own_unsubscribe_link_in_one_session(store, sm
 	mail = queue_mail(
 		store, acct, SITE, hello(to=("a@client.test", "b@client.test"), bcc=("c@client.test",)), now=T0
 	)
-	report = flush(store, [acct], SITE, now=T0)
+	report = flush(store, [acct], now=T0)
 	assert report.ok and smtp_plain.connections == 1
 	by_rcpt = {d.rcpt_tos: d.content for d in smtp_plain.deliveries}
 	assert set(by_rcpt) == {("a@client.test",), ("b@client.test",), ("c@client.test",)}
@@ -392,7 +392,7 @@ def test_each_recipient_gets_their_own_unsubscribe_link_in_one_session(store, sm
 def test_unsubscribe_is_recorded_once_and_later_bulk_mail_skips_the_address(store, smtp_plain):
 	acct = sender_account(smtp_plain, send_unsubscribe_message=True)
 	queue_mail(store, acct, SITE, hello(to=("leaver@client.test",)), now=T0)
-	flush(store, [acct], SITE, now=T0)
+	flush(store, [acct], now=T0)
 	token = _link(smtp_plain.deliveries[0].content, r'href="([^"]+unsubscribe[^"]+)"')
 	first = unsubscribe(store, SITE, token, now=T0)
 	assert first["new"] is True and first["email"] == "leaver@client.test"
@@ -430,7 +430,7 @@ def test_unsubscribe_is_recorded_once_and_later_bulk_mail_skips_the_address(stor
 def test_tracking_pixel_marks_the_message_opened(store, smtp_plain):
 	acct = sender_account(smtp_plain, track_email_status=True)
 	mail = queue_mail(store, acct, SITE, hello(to=("a@client.test", "b@client.test")), now=T0)
-	flush(store, [acct], SITE, now=T0)
+	flush(store, [acct], now=T0)
 	token = _link(smtp_plain.deliveries[0].content, r'<img src="([^"]+)"')
 	assert sent_row(store, mail.message_id)["delivery_status"] == "Sent"
 	assert track_open(store, SITE, token, now=T0) is True
@@ -447,10 +447,10 @@ def test_opened_is_not_overwritten_by_a_later_retry(store, smtp_plain):
 	acct = sender_account(smtp_plain, track_email_status=True)
 	smtp_plain.refuse("busy@client.test", "451 4.7.1 greylisted")
 	mail = queue_mail(store, acct, SITE, hello(to=("a@client.test", "busy@client.test")), now=T0)
-	flush(store, [acct], SITE, now=T0)
+	flush(store, [acct], now=T0)
 	track_open(store, SITE, _link(smtp_plain.deliveries[0].content, r'<img src="([^"]+)"'))
 	smtp_plain.reset()
-	flush(store, [acct], SITE, now=T0 + timedelta(hours=1))
+	flush(store, [acct], now=T0 + timedelta(hours=1))
 	assert store.get_outgoing(mail.name).status == "Sent"
 	assert sent_row(store, mail.message_id)["delivery_status"] == "Opened"
 
@@ -467,10 +467,10 @@ def test_sent_mail_is_appended_to_the_sent_folder_once(store, smtp_plain, doveco
 	smtp_plain.refuse("busy@client.test", "450 4.2.1 busy")
 	first = queue_mail(store, acct, SITE, hello(to=("a@client.test", "busy@client.test")), now=T0)
 	second = queue_mail(store, acct, SITE, hello(subject="two"), now=T0)
-	report = flush(store, [acct], SITE, now=T0)
+	report = flush(store, [acct], now=T0)
 	assert not report.warnings, report.warnings
 	smtp_plain.reset()
-	flush(store, [acct], SITE, now=T0 + timedelta(hours=1))
+	flush(store, [acct], now=T0 + timedelta(hours=1))
 	assert store.get_outgoing(first.name).status == "Sent"
 	copies = dovecot.messages(user, "Sent")
 	ids = sorted(
@@ -498,7 +498,7 @@ def test_auto_reply_to_a_new_thread(store, smtp_plain):
 	mail = maybe_auto_reply(store, acct, SITE, message, result, decision, T0)
 	assert mail is not None and mail.recipients == ("pat@client.test",)
 	assert mail.document == DocRef("Issue", "ISS-00001") and mail.thread_token == decision.thread_token
-	flush(store, [acct], SITE, now=T0)
+	flush(store, [acct], now=T0)
 	sent = email.message_from_bytes(smtp_plain.deliveries[0].content, policy=email.policy.default)
 	assert sent["Auto-Submitted"] == "auto-replied"
 	assert sent["In-Reply-To"] == f"<{message.message_id}>"

@@ -14,7 +14,7 @@ from email_account_app.engine.compose import OutgoingRequest, site_from_accounts
 from email_account_app.engine.outbox import flush, queue_mail
 from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.store import DocRef
-from email_account_app.engine.sync import pull_account
+from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.sqlite_store import SQLiteStore
 
 from .clients import gmail_reply, outlook_reply
@@ -78,7 +78,7 @@ def test_customer_writes_we_answer_they_answer_back(dovecot, smtp_plain, store, 
 		),
 	)
 	assert ours.document == issue
-	assert flush(store, [support], site).ok
+	assert flush(store, [support]).ok
 	sent = delivered(smtp_plain, ours.message_id)
 	assert sent["Reply-To"].addresses[0].addr_spec == f"alice+{ours.thread_token}@example.com"
 	assert sent["In-Reply-To"] == f"<{message_id_of(first)}>"
@@ -104,7 +104,7 @@ def test_we_write_first_and_the_reply_without_headers_finds_the_thread_by_its_to
 	ours = queue_mail(
 		store, support, site, OutgoingRequest(to=(CUSTOMER,), subject="Your quote", text="Here it is.")
 	)
-	assert flush(store, [support], site).ok
+	assert flush(store, [support]).ok
 	sent = delivered(smtp_plain, ours.message_id)
 	reply_to = str(sent["Reply-To"])
 	assert tokens.token_from_address(reply_to) == ours.thread_token
@@ -134,7 +134,7 @@ def test_our_copy_in_the_sent_folder_is_not_imported_as_mail(dovecot, smtp_plain
 	)
 	site = site_for(account)
 	ours = queue_mail(store, account, site, OutgoingRequest(to=(CUSTOMER,), subject="Hello", text="Hi"))
-	report = flush(store, [account], site)
+	report = flush(store, [account])
 	assert report.ok and not report.warnings
 	assert len(dovecot.messages(USER, "Sent")) == 1
 	pulled = pull_account(account, store)
@@ -159,7 +159,7 @@ def test_unsubscribing_by_mail_unsubscribes_and_creates_nothing(dovecot, smtp_pl
 	)
 	site = site_for(account)
 	queue_mail(store, account, site, OutgoingRequest(to=(CUSTOMER,), subject="Our news", text="News"))
-	assert flush(store, [account], site).ok
+	assert flush(store, [account]).ok
 	sent = email.message_from_bytes(smtp_plain.deliveries[0].content, policy=email.policy.default)
 	mailto = next(part.strip(" <>") for part in str(sent["List-Unsubscribe"]).split(",") if "mailto:" in part)
 	address, _, query = mailto.removeprefix("mailto:").partition("?")

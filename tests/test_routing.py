@@ -12,12 +12,13 @@ import pytest
 
 from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.store import DocRef
-from email_account_app.engine.sync import pull_account
+from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.engine.tokens import make_message_id, new_thread_token, subaddress
 from email_account_app.sqlite_store import SQLiteStore
 
 from .clients import apple_reply, gmail_reply, outlook_reply, thunderbird_reply
 from .factory import make_mail, message_id_of
+from .documents import get_document, set_document_status
 
 USER = "alice@example.com"
 BOB = "bob@example.com"
@@ -90,7 +91,7 @@ def issue(box, store):
 
 
 def test_new_thread_creates_a_document_with_subject_and_sender(box, store, issue):
-	doc = store.get_document(DocRef("Issue", "ISS-00001"))
+	doc = get_document(store, DocRef("Issue", "ISS-00001"))
 	assert doc["fields"] == {
 		"subject": "My printer is broken",
 		"raised_by": "customer@client.test",
@@ -108,15 +109,15 @@ def test_doctype_mapping_from_config(box, tmp_path):
 		pull(box, store, make_mail(subject="Hi", sender="Ann <ann@x.test>"), support(box, append_to="Ticket"))
 	)
 	assert m.document == DocRef("Ticket", "T-00001")
-	assert store.get_document(m.document)["fields"] == {"title": "Hi", "email": "ann@x.test", "who": "Ann"}
+	assert get_document(store, m.document)["fields"] == {"title": "Hi", "email": "ann@x.test", "who": "Ann"}
 
 
 def test_reply_reopens_the_document(box, store, issue):
-	store.set_document_status(DocRef("Issue", "ISS-00001"), "Replied")
+	set_document_status(store, DocRef("Issue", "ISS-00001"), "Replied")
 	raw, _ = gmail_reply(issue, "My printer is broken")
 	m = only(pull(box, store, raw))
 	assert (m.action, m.rule, m.document) == ("linked", "in-reply-to", DocRef("Issue", "ISS-00001"))
-	assert store.get_document(DocRef("Issue", "ISS-00001"))["status"] == "Open"
+	assert get_document(store, DocRef("Issue", "ISS-00001"))["status"] == "Open"
 
 
 # -- threading rules ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from email_account_app.diagnose import check_account
+from email_account_app.engine.connection import check_account
 from email_account_app.engine.errors import (
 	AuthenticationFailed,
 	ConnectionRefused,

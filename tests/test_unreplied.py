@@ -11,11 +11,12 @@ from email_account_app.engine.compose import OutgoingRequest, SiteSettings
 from email_account_app.engine.outbox import queue_mail
 from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.store import DocRef
-from email_account_app.engine.sync import pull_account
+from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.engine.unreplied import notify_unreplied
 from email_account_app.sqlite_store import SQLiteStore
 
 from .factory import make_mail, message_id_of
+from .documents import get_document, set_document_status
 
 USER = "alice@example.com"
 
@@ -89,7 +90,7 @@ def test_no_notice_for_automatic_mail_or_closed_documents(dovecot, store, acct):
 	dovecot.append(USER, make_mail(subject="Closed one", date=datetime.now(timezone.utc)))
 	report = pull_account(acct, store, keep_messages=True)
 	closed = next(m.document for m in report.messages if m.subject == "Closed one")
-	store.set_document_status(closed, "Closed")
+	set_document_status(store, closed, "Closed")
 	assert notify_unreplied(store, acct, SITE, now=later()) == []
 
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
+from rich.console import Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
 
+from ..engine.connection import CheckResult
+from ..engine.jobs import test_connection
 from .config import ask_passwords
 from .group import CliState, out, password_prompt, selected_accounts
 
@@ -15,14 +22,35 @@ from .group import CliState, out, password_prompt, selected_accounts
 @click.pass_obj
 def check(state: CliState, account: str | None):
 	"""Connect to the account's servers and say whether it works."""
-	from ..diagnose import check_account
-
 	names = selected_accounts(state, account, incoming=False)
 	ask_passwords(state.config, names, password_prompt())
 	bad = False
 	for name in names:
-		result = check_account(state.config.accounts[name])
-		out.print(result.render())
+		result = test_connection(state.config.accounts[name])
+		out.print(render(result))
 		bad = bad or not result.ok
 	if bad:
 		sys.exit(1)
+
+
+def render(result: CheckResult) -> Panel:
+	"""The verdict as a panel; text from servers and settings is printed as it is (no markup)."""
+	items: list[Any] = []
+	for part in result.parts:
+		mark = "[green]OK[/]" if part.ok else "[red]FAILED[/]"
+		items.append(f"[bold]{escape(part.label)}[/] {escape(part.server)}: {mark} {escape(part.message)}")
+		if part.capabilities:
+			items.append(escape("  capabilities: " + " ".join(part.capabilities)))
+		if part.folders:
+			table = Table(show_edge=False, pad_edge=False)
+			table.add_column("folder")
+			table.add_column("messages", justify="right")
+			table.add_column("unseen", justify="right")
+			for name, messages, unseen in part.folders:
+				table.add_row(escape(name), str(messages), str(unseen))
+			items.append(table)
+	if not result.parts:
+		items.append("neither incoming nor outgoing is enabled: nothing to check")
+	verdict = "[green]works[/]" if result.ok else "[red]needs attention[/]"
+	account = result.account
+	return Panel(Group(*items), title=f"{escape(account.name)} <{escape(account.email_id)}>: {verdict}")

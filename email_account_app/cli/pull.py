@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
-from ..engine.sync import AccountReport, pull_account
+from ..engine import jobs
+from ..engine.sync import AccountReport
 from ..sqlite_store import SQLiteStore
-from .config import Config, ask_passwords, site_settings
+from .config import ask_passwords, site_settings
 from .group import CliState, err, out, password_prompt, selected_accounts
 
 
@@ -31,7 +34,8 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 	config = state.config
 	ask_passwords(config, names, password_prompt())
 	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
-	site = _site_or_none(config)
+	site = site_settings(config) if jobs.needs_site(config.accounts.values()) else None
+	parse_process = parse_process_from_env()
 	reports: list[AccountReport] = []
 	show_progress = not as_json and err.is_terminal
 	with Progress(
@@ -50,17 +54,21 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 				progress.update(task, description=f"{name} {folder}", completed=done, total=total)
 
 			reports.append(
-				pull_account(
+				jobs.pull(
 					config.accounts[name],
 					store,
+					site=site,
 					dry_run=dry_run,
 					keep_messages=as_json or dry_run,
 					progress=on_progress,
-					site=site,
+					parse_process=parse_process,
 				)
 			)
 	if not dry_run and site is not None:
-		_queue_unreplied_notices(config, store, site, names)
+		# notices for mail left unreplied are queued now; `flush` sends them
+		notices = jobs.send_unreplied_notices(store, config.accounts.values(), site, only=names)
+		for name, error in notices.errors.items():
+			err.print(Text(f"{name}: {error}", style="yellow"))
 	if as_json:
 		click.echo(
 			json.dumps(
@@ -74,28 +82,11 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 		sys.exit(1)
 
 
-def _site_or_none(config: Config):
-	"""The [site] settings when any account sends mail of its own (auto-replies, notices) or
-	unsubscribe links (whose mailto: requests a pull acts on)."""
-	if not any(
-		a.enable_auto_reply or a.notify_if_unreplied or a.send_unsubscribe_message
-		for a in config.accounts.values()
-	):
-		return None
-	return site_settings(config)
-
-
-def _queue_unreplied_notices(config: Config, store: SQLiteStore, site, names: list[str]) -> None:
-	"""Queue notices for mail left unreplied; `flush` sends them."""
-	from ..engine.outbox import default_outgoing
-	from ..engine.unreplied import notify_unreplied
-
-	for name in names:
-		account = config.accounts[name]
-		if not account.notify_if_unreplied:
-			continue
-		sender = account if account.enable_outgoing else default_outgoing(config.accounts.values())
-		notify_unreplied(store, account, site, sender=sender)
+def parse_process_from_env() -> bool | None:
+	"""EMAIL_ACCOUNT_APP_PARSE_PROCESS: 1 parses every pull in a second process, 0 none; unset, the
+	engine decides by the pull's size and the machine's cores."""
+	value = os.environ.get("EMAIL_ACCOUNT_APP_PARSE_PROCESS", "").strip()
+	return {"0": False, "1": True}.get(value)
 
 
 def _print_pull(reports: list[AccountReport], dry_run: bool) -> None:

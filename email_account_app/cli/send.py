@@ -35,9 +35,10 @@ from pathlib import Path
 import click
 from rich.table import Table
 
+from ..engine import jobs
 from ..engine.compose import OutgoingAttachment, OutgoingRequest
 from ..engine.errors import ConfigError
-from ..engine.outbox import QUEUED, SENT, FlushReport, default_outgoing, flush, queue_mail
+from ..engine.outbox import QUEUED, SENT, FlushReport, default_outgoing, queue_mail
 from ..sqlite_store import SQLiteStore
 from .config import ask_passwords, site_settings
 from .group import CliState, err, out, password_prompt
@@ -135,7 +136,7 @@ def send(
 			else:
 				err.print(f"[yellow]{message}[/]")
 			sys.exit(1)
-		report = flush(store, [settings], site)
+		report = jobs.send_due(store, [settings])
 	finally:
 		store.close()
 	mine = next((m for m in report.mails if m.name == mail.name), None)
@@ -169,10 +170,9 @@ def flush_command(state: CliState, account: tuple[str, ...], db_path: str | None
 			raise ConfigError(f"no account with enable_outgoing in {config.path}")
 	names = [a.name for a in accounts]
 	ask_passwords(config, names, password_prompt())
-	site = site_settings(config)
 	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
 	try:
-		report = flush(store, [config.accounts[n] for n in names], site)
+		report = jobs.send_due(store, [config.accounts[n] for n in names])
 	finally:
 		store.close()
 	if as_json:

@@ -15,10 +15,10 @@ import logging
 from datetime import datetime, timedelta, timezone
 
 from .compose import OutgoingRequest, SiteSettings, format_address, looks_like_html
-from .outbox import SendStore, queue_mail
+from .outbox import queue_mail
 from .parsing import IncomingMessage
 from .settings import AccountSettings
-from .store import Decision, DocRef, OutgoingMail, SaveResult
+from .store import AutoReplyLog, Decision, DocRef, OutgoingMail, QueueStore, SaveResult, SendStore
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ _REPLY_PREFIX = ("re:", "aw:", "sv:", "antw:")
 
 
 def should_auto_reply(
-	account: AccountSettings, message: IncomingMessage, store: SendStore, now: datetime | None = None
+	account: AccountSettings, message: IncomingMessage, store: AutoReplyLog, now: datetime | None = None
 ) -> tuple[bool, str]:
 	"""Whether ``message`` gets an auto-reply from ``account``, and why (not)."""
 	now = now or datetime.now(timezone.utc)
@@ -70,7 +70,7 @@ def should_auto_reply(
 
 
 def queue_auto_reply(
-	store: SendStore,
+	store: QueueStore,
 	account: AccountSettings,
 	site: SiteSettings,
 	message: IncomingMessage,

@@ -11,8 +11,8 @@ older than SENDING_LEASE, and is then sent only to the recipients not yet record
 one window left is between the server's "250 OK" and the commit that records it (milliseconds): a
 crash exactly there sends that one message again, which is the right way round (never lost).
 
-The store implements the ``Outbox`` protocol below next to the ``Store`` one (SQLite:
-``email_account_app.sqlite_outbox``; Frappe: the Frappe layer).
+The store implements the ``Outbox`` port (store.py; SQLite: ``email_account_app.sqlite_outbox``;
+Frappe: the Frappe layer). ``sending_account`` is the one rule for which account sends.
 """
 
 from __future__ import annotations
@@ -23,13 +23,23 @@ import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from .compose import ComposedMail, OutgoingRequest, SiteSettings, compose, parse_address, verify_tracking
+from .compose import (
+	ComposedMail,
+	OutgoingRequest,
+	SiteSettings,
+	cap_references,
+	check_header_value,
+	compose,
+	parse_address,
+	verify_tracking,
+)
 from .compose import verify_unsubscribe as _verify_unsubscribe
 from .errors import ConfigError, EmailSyncError, PermanentSendError, TemporarySendError, TransportError
+from .parsing import parse_message_ids
 from .settings import AccountSettings, check_defaults
-from .store import DocRef, OutgoingMail, Store
+from .store import DocRef, OpenTracking, Outbox, OutgoingMail, QueueStore, Suppressions, ThreadIndex
 
 log = logging.getLogger(__name__)
 
@@ -109,89 +119,68 @@ class SentRecord:
 		)
 
 
-@runtime_checkable
-class Outbox(Protocol):
-	"""What sending asks of storage. Every method that changes state does it in one transaction.
-
-	An ``OutgoingMail`` given out by ``claim_due`` carries in ``recipients`` only the recipients
-	still pending, in ``sent_to`` those already accepted, and in ``extra``: "communication" (the
-	Sent communication's name), "personal" (recipient -> their own copy of the raw message, when
-	the message carries a per-recipient link), "failed" (recipient -> (code, server's words)) and
-	"sent_copy" (whether the copy in the Sent folder was made).
-	"""
-
-	def queue_outgoing(self, mail: OutgoingMail, record: SentRecord) -> OutgoingMail:
-		"""Store ``mail`` as Queued (each recipient pending) and its Sent communication, together.
-		Returns the mail with its ``name`` and ``extra["communication"]`` filled in."""
-		...
-
-	def claim_due(
-		self, now: datetime, *, accounts: Sequence[str], limit: int = CLAIM_BATCH
-	) -> list[OutgoingMail]:
-		"""Atomically move up to ``limit`` Queued mails of these accounts whose next_try is due
-		(or unset) to Sending, oldest first, and return them."""
-		...
-
-	def release_stale(self, claimed_before: datetime, now: datetime) -> int:
-		"""Queue again the mails left in Sending with a claim older than ``claimed_before`` (their
-		process died), counting the interrupted attempt as a try. Returns how many."""
-		...
-
-	def record_delivery(
-		self, name: str, accepted: Iterable[str], refused: Mapping[str, tuple[int, str]], now: datetime
-	) -> None:
-		"""Right after the server answered: ``accepted`` recipients become Sent; ``refused`` ones
-		keep the server's code and words, and become Failed when the code is 5xx (4xx: still pending)."""
-		...
-
-	def finish(
-		self,
-		name: str,
-		*,
-		status: str,
-		now: datetime,
-		error: str | None = None,
-		retries: int | None = None,
-		next_try: datetime | None = None,
-		delivery_status: str | None = None,
-		sent_copy: bool | None = None,
-	) -> None:
-		"""End an attempt: ``status`` Queued (a retry at ``next_try``) or a final one (Sent, Partly
-		Sent, Failed: every recipient still pending becomes Failed with ``error``). Sets the
-		communication's delivery_status unless it is already Opened or Bounced."""
-		...
-
-	def get_outgoing(self, name: str) -> OutgoingMail | None:
-		"""One outbox entry as it stands (``recipients``: all of them; ``extra["recipients"]``:
-		recipient -> (status, code, server's words))."""
-		...
-
-	def mark_opened(self, account: str, message_id: str, now: datetime) -> bool:
-		"""The tracking pixel was loaded: the Sent communication becomes Opened (True if it exists)."""
-		...
-
-	def record_unsubscribe(
-		self, email: str, *, account: str | None, document: DocRef | None, now: datetime
-	) -> bool:
-		"""Remember that ``email`` wants no more bulk or automatic mail; False if it already was."""
-		...
-
-	def is_unsubscribed(self, email: str) -> bool: ...
-
-	def auto_replies_since(self, account: str, sender: str, since: datetime) -> int:
-		"""How many auto-replies ``account`` sent to ``sender`` since ``since``."""
-		...
-
-	def claim_auto_reply(self, account: str, thread_key: str, sender: str, now: datetime) -> bool:
-		"""Record an auto-reply for this thread; False (and nothing recorded) if it already had one."""
-		...
-
-
-class SendStore(Store, Outbox, Protocol):
-	"""A store that can both receive (Store) and send (Outbox)."""
-
-
 # -- choosing the account ----------------------------------------------------------------------
+
+
+def sending_account(
+	accounts: Iterable[AccountSettings], *, sender: str | None = None, doctype: str | None = None
+) -> AccountSettings | None:
+	"""The account a message goes out through, as core picks among its own: the account whose
+	address is the sender's, else the incoming account appending to the message's DocType (its own
+	append_to or a folder's), else the default outgoing one; None when no account sends mail."""
+	senders = [a for a in accounts if a.enable_outgoing and not a.awaiting_password]
+	address = (sender or "").strip().lower()
+	if address:
+		if "<" in address:
+			address = address.rpartition("<")[2].rstrip(">").strip()
+		for account in senders:
+			if account.email_id.lower() == address:
+				return account
+	if doctype:
+		for account in senders:
+			if account.enable_incoming and doctype in (
+				account.append_to,
+				*(f.append_to for f in account.sync_folders),
+			):
+				return account
+	return next((a for a in senders if a.default_outgoing), None)
+
+
+@dataclass(frozen=True)
+class SiteMailThread:
+	"""The thread a site's own message about a document answers (``site_mail_thread``)."""
+
+	message_ids: tuple[str, ...]  # the mail received about the document, oldest first
+	token: str | None
+
+	@property
+	def parent(self) -> str:
+		return self.message_ids[-1]
+
+
+def site_mail_thread(store: ThreadIndex, account: str, document: DocRef | None) -> SiteMailThread | None:
+	"""What a message the site sends about ``document`` (a reply written in its timeline, a
+	notification) answers: the newest mail the account received about it, in the thread of all of
+	them, with the thread's newest token; None when the account received nothing about it."""
+	if document is None:
+		return None
+	received = [c for c in store.received_about(account, document) if c.message_id]
+	if not received:
+		return None
+	token = next((c.thread_token for c in reversed(received) if c.thread_token), None)
+	return SiteMailThread(tuple(c.message_id for c in received), token)
+
+
+def answering(raw: bytes, thread: SiteMailThread, references: str | None) -> bytes:
+	"""``raw`` (a message composed elsewhere, without In-Reply-To) answering ``thread``: In-Reply-To
+	and, unless it has them, References put before its headers; the rest stays byte for byte."""
+	chain = cap_references([*parse_message_ids(references), *thread.message_ids])
+	for value in (thread.parent, *chain):
+		check_header_value(value, "Message-ID")
+	lines = [f"In-Reply-To: <{thread.parent}>"]
+	if not references:
+		lines.append("References: " + "\r\n ".join(f"<{i}>" for i in chain))
+	return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace") + raw
 
 
 def default_outgoing(accounts: Iterable[AccountSettings]) -> AccountSettings:
@@ -215,7 +204,7 @@ def default_outgoing(accounts: Iterable[AccountSettings]) -> AccountSettings:
 
 
 def queue_mail(
-	store: SendStore,
+	store: QueueStore,
 	account: AccountSettings,
 	site: SiteSettings,
 	request: OutgoingRequest,
@@ -256,7 +245,7 @@ def queue_mail(
 	return store.queue_outgoing(mail, SentRecord.of(account, composed))
 
 
-def _in_thread(store: Store, account: AccountSettings, request: OutgoingRequest) -> OutgoingRequest:
+def _in_thread(store: ThreadIndex, account: AccountSettings, request: OutgoingRequest) -> OutgoingRequest:
 	"""A reply takes the thread token and document of the message it answers, when known."""
 	if not request.in_reply_to or (request.thread_token and request.document):
 		return request
@@ -271,7 +260,7 @@ def _in_thread(store: Store, account: AccountSettings, request: OutgoingRequest)
 	)
 
 
-def _without_unsubscribed(store: Outbox, request: OutgoingRequest) -> tuple[OutgoingRequest, list[str]]:
+def _without_unsubscribed(store: Suppressions, request: OutgoingRequest) -> tuple[OutgoingRequest, list[str]]:
 	skipped: list[str] = []
 
 	def keep(addresses: tuple[str, ...]) -> tuple[str, ...]:
@@ -291,13 +280,13 @@ def _without_unsubscribed(store: Outbox, request: OutgoingRequest) -> tuple[Outg
 # -- links -----------------------------------------------------------------------------------
 
 
-def track_open(store: Outbox, site: SiteSettings, token: str, *, now: datetime | None = None) -> bool:
+def track_open(store: OpenTracking, site: SiteSettings, token: str, *, now: datetime | None = None) -> bool:
 	"""The tracking pixel was loaded: mark its message Opened. BadToken when forged or altered."""
 	payload = verify_tracking(site, token)
 	return store.mark_opened(payload["account"], payload["message_id"], now or _utcnow())
 
 
-def unsubscribe(store: Outbox, site: SiteSettings, token: str, *, now: datetime | None = None) -> dict:
+def unsubscribe(store: Suppressions, site: SiteSettings, token: str, *, now: datetime | None = None) -> dict:
 	"""Record the unsubscribe a link asks for (once). Returns its payload with ``new``: whether it
 	was recorded now. BadToken when the link is forged or altered."""
 	payload = _verify_unsubscribe(site, token)
@@ -366,9 +355,8 @@ MailboxFactory = Callable[[AccountSettings], Any]
 
 
 def flush(
-	store: SendStore,
+	store: Outbox,
 	accounts: Iterable[AccountSettings],
-	site: SiteSettings | None = None,
 	*,
 	sender_factory: SenderFactory | None = None,
 	imap_factory: MailboxFactory | None = None,
@@ -379,8 +367,7 @@ def flush(
 
 	One SMTP session per account, one IMAP session per account for the Sent-folder copies. A
 	session that cannot be opened leaves that account's mail queued for a retry and the other
-	accounts go on. ``limit`` caps how many messages this call sends. ``site`` is not needed to
-	send (links are made when queueing); it is taken for symmetry with ``queue_mail``.
+	accounts go on. ``limit`` caps how many messages this call sends.
 	"""
 	now = now or _utcnow()
 	report = FlushReport()
@@ -401,7 +388,7 @@ def flush(
 
 
 def _flush_account(
-	store: SendStore,
+	store: Outbox,
 	account: AccountSettings,
 	report: FlushReport,
 	sender_factory: SenderFactory | None,
@@ -480,7 +467,7 @@ def _open_imap(account: AccountSettings):
 
 
 def _send_one(
-	store: SendStore, sender, mail: OutgoingMail, copies: _SentCopies, now: datetime, report: FlushReport
+	store: Outbox, sender, mail: OutgoingMail, copies: _SentCopies, now: datetime, report: FlushReport
 ) -> None:
 	personal: Mapping[str, bytes] = mail.extra.get("personal") or {}
 	failed: dict[str, tuple[int, str]] = dict(mail.extra.get("failed") or {})
@@ -582,7 +569,7 @@ def _attempt(
 	return list(outcome.accepted), dict(outcome.refused), None
 
 
-def _defer(store: SendStore, mail: OutgoingMail, error: str, now: datetime, report: FlushReport) -> None:
+def _defer(store: Outbox, mail: OutgoingMail, error: str, now: datetime, report: FlushReport) -> None:
 	"""The account's session failed before this mail was tried: queue it again (or give up)."""
 	retries = mail.retries + 1
 	if retries > MAX_RETRIES:

@@ -30,7 +30,7 @@ from .errors import ConditionError
 from .parsing import IncomingMessage, normalize_subject
 from .rules import evaluate_condition
 from .settings import AccountSettings, FolderSettings
-from .store import CommunicationRef, Decision, DocRef, Store
+from .store import CommunicationRef, Decision, DocRef, DocumentState, ThreadIndex
 
 SUBJECT_MATCH_DAYS = 60
 # [#ISS-00001], [ISS-00001], #ISS-00001 -- a name with at least one letter and ending in digits
@@ -40,13 +40,14 @@ _NEVER_STARTS = ("auto-replied", "x-autoreply", "x-autorespond", "mailer-daemon"
 
 
 class Router:
-	"""Decides, for one account, what each incoming message becomes. Reads the Store, never writes.
+	"""Decides, for one account, what each incoming message becomes. Reads the thread index, never
+	writes.
 	``site`` (its secret) tells our unsubscribe tokens from others; without it there are none."""
 
 	def __init__(
 		self,
 		account: AccountSettings,
-		store: Store,
+		store: ThreadIndex,
 		*,
 		now: datetime | None = None,
 		site: SiteSettings | None = None,
@@ -77,6 +78,7 @@ class Router:
 		match = self._thread(message, folder)
 		if match is not None:
 			thread, document, rule, reason = match
+			state = self.store.document_state(document) if document is not None else None
 			return Decision(
 				"link",
 				reason=reason,
@@ -85,6 +87,7 @@ class Router:
 				document=document,
 				timeline_links=links,
 				thread_token=thread.thread_token if thread else None,
+				set_status=None if message.auto_submitted else reopened_status(state),
 			)
 		return self._new_thread(message, folder, links)
 
@@ -166,7 +169,7 @@ class Router:
 		for name in names:
 			for doctype in doctypes:
 				ref = DocRef(doctype, name)
-				if self.store.document_exists(ref):
+				if self.store.document_state(ref) is not None:
 					return ref
 		return None
 
@@ -176,7 +179,7 @@ class Router:
 		links = []
 		for address in (*(a.email for a in (*message.to, *message.cc)), *message.delivered_to):
 			ref = document_from_address(address)
-			if ref is not None and self.store.document_exists(ref):
+			if ref is not None and self.store.document_state(ref) is not None:
 				links.append(ref)
 		return tuple(dict.fromkeys(links))
 
@@ -202,6 +205,24 @@ class Router:
 				thread_token=token,
 			)
 		return Decision("store", reason="new thread", timeline_links=links, thread_token=token)
+
+
+#: statuses a reply takes a document out of: it waited on the customer, or it was finished
+REOPEN_FROM = ("Replied", "Resolved", "Closed")
+OPEN = "Open"
+
+
+def reopened_status(state: DocumentState | None) -> str | None:
+	"""The status a received reply sets on the document it threads onto, or None to leave it.
+
+	The one reopening rule, for every store: a document that is Replied, Resolved or Closed goes
+	back to Open when its DocType has an Open status (Issue, HD Ticket, Opportunity, Lead, Job
+	Applicant...); any other status (Open, On Hold, Converted, Lost, Rejected...) stays as it is.
+	Automatic mail (an out-of-office reply) reopens nothing: the router does not ask.
+	"""
+	if state is None or not state.can_open or state.status not in REOPEN_FROM:
+		return None
+	return OPEN
 
 
 def document_from_address(address: str) -> DocRef | None:

@@ -170,19 +170,6 @@ class AccountSettings:
 		"""
 		return "ascii" if self.ascii_encode_password else "utf-8"
 
-	def folder(self, name: str) -> FolderSettings:
-		for f in self.sync_folders:
-			if f.folder_name == name:
-				return f
-		return FolderSettings(name, self.append_to, self.condition)
-
-	def redacted(self) -> dict[str, Any]:
-		"""The settings as a dict, safe to print or log."""
-		data = dataclasses.asdict(self)
-		if data.get("password"):
-			data["password"] = "********"
-		return data
-
 
 # -- building from a mapping ----------------------------------------------------------------
 

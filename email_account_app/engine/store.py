@@ -1,10 +1,21 @@
-"""The Store protocol: everything the engine asks of storage, and the records it passes.
+"""The storage ports: what the engine asks of storage, each port named for what it holds, and the
+records they pass.
 
-Two implementations: ``email_account_app.sqlite_store.SQLiteStore`` (the CLI, tests, benchmarks)
-and ``email_account_app.frappe_store.FrappeStore`` (a Frappe site). Nothing in the engine knows
-which one it has.
+Ports (each a small Protocol; a store implements all of them):
+- ``FolderCursors``: how far each folder has been read (cursors, handled and ignored uids);
+- ``MessageLedger``: what each message became (received, skipped with its reason, failed with its
+  raw bytes), and which Message-IDs an account already holds;
+- ``ThreadIndex``: stored mail and documents as threading sees them;
+- ``ReplyWatch``: received mail waiting for an answer, and the notices given for it;
+- ``Outbox``: outgoing mail from queued to sent;
+- ``Suppressions``: addresses that unsubscribed; ``OpenTracking``: mail that was opened;
+- ``AutoReplyLog``: auto-replies given, per thread and per sender.
+Stores only query and persist: every rule (reopening, unreplied, which account sends, whether an
+auto-reply goes out) is an engine function. Two stores implement the ports:
+``email_account_app.sqlite_store.SQLiteStore`` (the CLI, tests, benchmarks) and
+``email_account_app.frappe_store.FrappeStore`` (a Frappe site).
 
-Guarantees a Store gives:
+Guarantees a store gives:
 - ``save_received``, ``record_skip`` and ``record_failure`` each commit the message, what it
   created or linked, and the folder cursor in ONE transaction, so a crash leaves either all of it
   or none of it.
@@ -15,12 +26,13 @@ Guarantees a Store gives:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+	from .outbox import SentRecord
 	from .parsing import IncomingMessage
 
 
@@ -84,6 +96,8 @@ class Decision:
 
 	action: str
 	reason: str = ""
+	#: the status to set on the linked document (a reply reopening it; ``threads.reopened_status``)
+	set_status: str | None = None
 	rule: str | None = None
 	append_to: str | None = None
 	thread: CommunicationRef | None = None
@@ -93,6 +107,24 @@ class Decision:
 	thread_token: str | None = None
 	#: a skipped List-Unsubscribe mail: the payload (email, account, doctype, name, token) to record
 	unsubscribe: dict | None = None
+
+
+@dataclass(frozen=True)
+class DocumentState:
+	"""A stored document as the rules see it: its status (None when its DocType has none) and
+	whether its DocType offers an "Open" status to go back to."""
+
+	status: str | None
+	can_open: bool = False
+
+
+@dataclass(frozen=True)
+class WaitingMail:
+	"""Received mail with no unreplied notice yet (``ReplyWatch``)."""
+
+	ref: CommunicationRef
+	received_at: datetime
+	automatic: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,16 +156,12 @@ class OutgoingMail:
 
 
 @runtime_checkable
-class Store(Protocol):
-	# -- cursors -------------------------------------------------------------------------------
+class FolderCursors(Protocol):
+	"""How far each folder has been read."""
+
 	def get_cursor(self, account: str, folder: str) -> Cursor | None: ...
 
 	def set_cursor(self, account: str, folder: str, cursor: Cursor) -> None: ...
-
-	# -- identity ------------------------------------------------------------------------------
-	def known_message_ids(self, account: str, message_ids: Iterable[str]) -> set[str]:
-		"""Which of these Message-IDs the account already holds (received, sent, skipped or failed)."""
-		...
 
 	def known_uids(
 		self, account: str, folder: str, uidvalidity: int, among: Sequence[str] | None = None
@@ -148,7 +176,47 @@ class Store(Protocol):
 		"""Remember uids not to fetch (POP3 mail older than the initial sync count), with the cursor."""
 		...
 
-	# -- threading -----------------------------------------------------------------------------
+
+@runtime_checkable
+class MessageLedger(Protocol):
+	"""What each message became. Each method commits the message, what it created or linked, and
+	the folder cursor in one transaction."""
+
+	def known_message_ids(self, account: str, message_ids: Iterable[str]) -> set[str]:
+		"""Which of these Message-IDs the account already holds (received, sent, skipped or failed)."""
+		...
+
+	def save_received(
+		self,
+		account: str,
+		location: Location,
+		message: IncomingMessage,
+		decision: Decision,
+		cursor: Cursor | None,
+	) -> SaveResult:
+		"""Store the message as ``decision`` says (a new document, a link, ``set_status`` on the
+		linked document), with the cursor."""
+		...
+
+	def record_skip(
+		self, account: str, location: Location, message: IncomingMessage, reason: str, cursor: Cursor | None
+	) -> SaveResult: ...
+
+	def record_failure(
+		self,
+		account: str,
+		location: Location,
+		raw: bytes,
+		error: str,
+		cursor: Cursor | None,
+		message_id: str | None = None,
+	) -> None: ...
+
+
+@runtime_checkable
+class ThreadIndex(Protocol):
+	"""Stored mail and documents, as threading looks them up."""
+
 	def find_by_message_ids(self, account: str, message_ids: Sequence[str]) -> CommunicationRef | None:
 		"""The communication with one of these ids, trying them in the order given: the account's own
 		(received or sent) first, else mail any account of the site sent (a reply to mail sent through
@@ -167,44 +235,140 @@ class Store(Protocol):
 		among its participants."""
 		...
 
-	def document_exists(self, ref: DocRef) -> bool: ...
+	def document_state(self, ref: DocRef) -> DocumentState | None:
+		"""The document's status, or None when there is no such document."""
+		...
+
+	def received_about(self, account: str, document: DocRef, limit: int = 50) -> list[CommunicationRef]:
+		"""The mail the account received about ``document``, oldest first, ``limit`` at most."""
+		...
 
 	def document_doctypes(self) -> Iterable[str]:
 		"""DocTypes whose names may appear in a subject ([#ISS-0001]) or a sub-address."""
 		...
 
-	# -- unreplied notices ------------------------------------------------------------------------
-	def unreplied(
-		self, account: str, *, received_before: datetime, received_after: datetime
-	) -> list[CommunicationRef]:
-		"""Received, not automatic mail in this window with no notice yet, no mail sent on its thread
-		(same document, or same thread token) since, and its document, if any, still open."""
+
+@runtime_checkable
+class ReplyWatch(Protocol):
+	"""Received mail waiting for an answer (``unreplied.unreplied_mail`` decides which waits)."""
+
+	def received_without_notice(
+		self, account: str, *, received_after: datetime, received_before: datetime
+	) -> list[WaitingMail]:
+		"""The account's received mail in this window with no unreplied notice yet, oldest first."""
+		...
+
+	def sent_on_thread_since(self, account: str, ref: CommunicationRef, since: datetime) -> bool:
+		"""Whether mail was sent since ``since`` on the thread of ``ref``: on its document, with its
+		thread token, or in reply to it."""
 		...
 
 	def claim_unreplied_notice(self, account: str, communication: str) -> bool:
 		"""Mark the notice as given; False when it already was (so it is given once)."""
 		...
 
-	# -- saving ---------------------------------------------------------------------------------
-	def save_received(
-		self,
-		account: str,
-		location: Location,
-		message: IncomingMessage,
-		decision: Decision,
-		cursor: Cursor | None,
-	) -> SaveResult: ...
 
-	def record_skip(
-		self, account: str, location: Location, message: IncomingMessage, reason: str, cursor: Cursor | None
-	) -> SaveResult: ...
+@runtime_checkable
+class Outbox(Protocol):
+	"""Outgoing mail from queued to sent. Every method that changes state does it in one transaction.
 
-	def record_failure(
+	An ``OutgoingMail`` given out by ``claim_due`` carries in ``recipients`` only the recipients
+	still pending, in ``sent_to`` those already accepted, and in ``extra``: "communication" (the
+	Sent communication's name), "personal" (recipient -> their own copy of the raw message, when
+	the message carries a per-recipient link), "failed" (recipient -> (code, server's words)) and
+	"sent_copy" (whether the copy in the Sent folder was made).
+	"""
+
+	def queue_outgoing(self, mail: OutgoingMail, record: SentRecord) -> OutgoingMail:
+		"""Store ``mail`` as Queued (each recipient pending) and its Sent communication, together.
+		Returns the mail with its ``name`` and ``extra["communication"]`` filled in."""
+		...
+
+	def claim_due(self, now: datetime, *, accounts: Sequence[str], limit: int = 50) -> list[OutgoingMail]:
+		"""Atomically move up to ``limit`` Queued mails of these accounts whose next_try is due
+		(or unset) to Sending, oldest first, and return them."""
+		...
+
+	def release_stale(self, claimed_before: datetime, now: datetime) -> int:
+		"""Queue again the mails left in Sending with a claim older than ``claimed_before`` (their
+		process died), counting the interrupted attempt as a try. Returns how many."""
+		...
+
+	def record_delivery(
+		self, name: str, accepted: Iterable[str], refused: Mapping[str, tuple[int, str]], now: datetime
+	) -> None:
+		"""Right after the server answered: ``accepted`` recipients become Sent; ``refused`` ones
+		keep the server's code and words, and become Failed when the code is 5xx (4xx: still pending)."""
+		...
+
+	def finish(
 		self,
-		account: str,
-		location: Location,
-		raw: bytes,
-		error: str,
-		cursor: Cursor | None,
-		message_id: str | None = None,
-	) -> None: ...
+		name: str,
+		*,
+		status: str,
+		now: datetime,
+		error: str | None = None,
+		retries: int | None = None,
+		next_try: datetime | None = None,
+		delivery_status: str | None = None,
+		sent_copy: bool | None = None,
+	) -> None:
+		"""End an attempt: ``status`` Queued (a retry at ``next_try``) or a final one (Sent, Partly
+		Sent, Failed: every recipient still pending becomes Failed with ``error``). Sets the
+		communication's delivery_status unless it is already Opened or Bounced."""
+		...
+
+	def get_outgoing(self, name: str) -> OutgoingMail | None:
+		"""One outbox entry as it stands (``recipients``: all of them; ``extra["recipients"]``:
+		recipient -> (status, code, server's words))."""
+		...
+
+
+@runtime_checkable
+class Suppressions(Protocol):
+	"""Addresses that want no more bulk or automatic mail."""
+
+	def record_unsubscribe(
+		self, email: str, *, account: str | None, document: DocRef | None, now: datetime
+	) -> bool:
+		"""Remember that ``email`` unsubscribed; False if it already had."""
+		...
+
+	def is_unsubscribed(self, email: str) -> bool: ...
+
+
+@runtime_checkable
+class OpenTracking(Protocol):
+	def mark_opened(self, account: str, message_id: str, now: datetime) -> bool:
+		"""The tracking pixel was loaded: the Sent communication becomes Opened (True if it exists)."""
+		...
+
+
+@runtime_checkable
+class AutoReplyLog(Protocol):
+	def auto_replies_since(self, account: str, sender: str, since: datetime) -> int:
+		"""How many auto-replies ``account`` sent to ``sender`` since ``since``."""
+		...
+
+	def claim_auto_reply(self, account: str, thread_key: str, sender: str, now: datetime) -> bool:
+		"""Record an auto-reply for this thread; False (and nothing recorded) if it already had one."""
+		...
+
+
+# -- what a use case needs: the ports it uses, together -------------------------------------------
+
+
+class QueueStore(ThreadIndex, Suppressions, Outbox, Protocol):
+	"""What queueing a message needs: its thread, the suppression list, the outbox."""
+
+
+class SendStore(QueueStore, AutoReplyLog, Protocol):
+	"""What sending mail of the engine's own needs (auto-replies, notices)."""
+
+
+class PullStore(FolderCursors, MessageLedger, ThreadIndex, Protocol):
+	"""What a pull needs to read a mailbox and store what it finds."""
+
+
+class MailStore(PullStore, SendStore, ReplyWatch, OpenTracking, Protocol):
+	"""Every port: what a shell hands the engine's jobs (both stores are one)."""

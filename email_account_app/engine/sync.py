@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from .compose import SiteSettings
 from .errors import EmailSyncError, TransportError
 from .parse_worker import ParseWorker
 from .parsing import IncomingMessage, parse_message
 from .routing import Router
 from .settings import AccountSettings, FolderSettings
-from .store import Cursor, Decision, DocRef, Location, Store
+from .store import Cursor, Decision, DocRef, Location, PullStore
 from .transports import uid_batches
 
 log = logging.getLogger(__name__)
@@ -114,13 +115,14 @@ _ACTION_OF_DECISION = {"create": "created", "link": "linked", "store": "stored",
 
 
 class Puller:
-	"""Pulls one account into a Store. ``mailbox_factory(account)`` opens the incoming mailbox
-	(a seam for tests); by default IMAP or POP3 per the account."""
+	"""Pulls one account into a store. ``mailbox_factory(account)`` opens the incoming mailbox
+	(a seam for tests); by default IMAP or POP3 per the account. With ``site``, the store must also
+	hold an outbox (``SendStore``): the pull queues auto-replies and records unsubscribes."""
 
 	def __init__(
 		self,
 		account: AccountSettings,
-		store: Store,
+		store: PullStore,
 		*,
 		mailbox_factory: Callable[[AccountSettings], Any] | None = None,
 		router: Router | None = None,
@@ -128,20 +130,22 @@ class Puller:
 		keep_messages: bool = False,
 		progress: ProgressCallback | None = None,
 		batch_size: int = BATCH_SIZE,
-		site: Any = None,
+		site: SiteSettings | None = None,
 		parse_process: bool | None = None,
+		now: datetime | None = None,
 	):
 		self.account = account
 		self.store = store
 		self.mailbox_factory = mailbox_factory or _open_incoming
-		self.router = router or Router(account, store, site=site)
+		self.router = router or Router(account, store, site=site, now=now)
 		self.dry_run = dry_run
 		self.progress = progress
 		self.batch_size = batch_size
 		self.batch_bytes = BATCH_BYTES
 		#: SiteSettings for the mail a pull sends (auto-replies); None sends nothing
 		self.site = site
-		#: parse in a second process: None decides per folder (a long pull on a machine with 2+ cores)
+		#: parse in a second process: None decides per folder (a long pull on a machine with 2+ cores);
+		#: the shells pass what their environment says (EMAIL_ACCOUNT_APP_PARSE_PROCESS)
 		self.parse_process = parse_process
 		self._worker: ParseWorker | None = None
 		self.report = AccountReport(account.name, keep_messages=keep_messages or dry_run)
@@ -169,9 +173,6 @@ class Puller:
 	def _use_parse_process(self, count: int) -> bool:
 		if self.parse_process is not None:
 			return self.parse_process
-		forced = os.environ.get("EMAIL_ACCOUNT_APP_PARSE_PROCESS", "").strip()
-		if forced in ("0", "1"):
-			return forced == "1"
 		cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 		return count >= PARSE_PROCESS_MIN and (cores or 1) >= 2
 
@@ -463,11 +464,6 @@ class Puller:
 			maybe_auto_reply(self.store, self.account, self.site, message, result, decision)
 		except EmailSyncError as exc:
 			log.warning("%s: no auto-reply to %s: %s", self.account.name, message.message_id, exc)
-
-
-def pull_account(account: AccountSettings, store: Store, **kwargs) -> AccountReport:
-	"""Pull one account; never raises for a mail-server problem (it is in the report's ``error``)."""
-	return Puller(account, store, **kwargs).run()
 
 
 def _open_incoming(account: AccountSettings):

@@ -1,21 +1,27 @@
 """Notify if unreplied: a notice when received mail waits too long for an answer.
 
-After ``unreplied_for_mins`` with no mail sent on the thread, and its document (if any) still open,
-one notice goes to ``send_notification_to`` through the account (or the default outgoing one).
-Automatic mail (out-of-office, bulk, lists, mailer-daemon, noreply) never raises a notice, and a
-message raises at most one: it is claimed in the store before the notice is queued.
+``unreplied_mail`` is the one rule for what counts as unreplied: received mail of the account
+that is older than ``unreplied_for_mins`` (and younger than LOOK_BACK more), not automatic
+(out-of-office, bulk, lists, mailer-daemon, noreply), with no notice yet, no mail sent on its
+thread since it came (its document, its thread token, or in reply to it), and its document, if it
+has one, still there and open (no status, or Open). ``notify_unreplied`` gives one notice per such
+message to ``send_notification_to``, through the account (or the default outgoing one); the
+message is claimed in the store before the notice is queued, so it raises at most one.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from typing import Protocol
 
 from .compose import OutgoingRequest, SiteSettings
-from .outbox import SendStore, queue_mail
+from .outbox import queue_mail
+from .routing import OPEN
 from .settings import AccountSettings
-from .store import OutgoingMail
+from .store import OutgoingMail, QueueStore, ReplyWatch, ThreadIndex, WaitingMail
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +29,41 @@ log = logging.getLogger(__name__)
 LOOK_BACK = timedelta(days=7)
 
 
+class WatchStore(ReplyWatch, ThreadIndex, Protocol):
+	"""What the unreplied rule reads: the watch on received mail and the documents' states."""
+
+
+class UnrepliedStore(WatchStore, QueueStore, Protocol):
+	"""What notices need: the rule's reads, and the outbox."""
+
+
 def notification_addresses(value: str | None) -> tuple[str, ...]:
 	return tuple(a for a in re.split(r"[\s,;]+", value or "") if a)
 
 
+def unreplied_mail(
+	store: WatchStore, account: AccountSettings, now: datetime
+) -> Iterator[WaitingMail]:
+	"""The account's received mail that counts as unreplied at ``now`` (see the module's rule)."""
+	waited = timedelta(minutes=account.unreplied_for_mins)
+	before = now - waited
+	for mail in store.received_without_notice(
+		account.name, received_after=before - LOOK_BACK, received_before=before
+	):
+		if mail.automatic:
+			continue
+		document = mail.ref.document
+		if document is not None:
+			state = store.document_state(document)
+			if state is None or (state.status or OPEN) != OPEN:
+				continue
+		if store.sent_on_thread_since(account.name, mail.ref, mail.received_at):
+			continue
+		yield mail
+
+
 def notify_unreplied(
-	store: SendStore,
+	store: UnrepliedStore,
 	account: AccountSettings,
 	site: SiteSettings,
 	*,
@@ -41,11 +76,9 @@ def notify_unreplied(
 	recipients = notification_addresses(account.send_notification_to)
 	sender = sender or account
 	now = now or datetime.now(timezone.utc)
-	waited = timedelta(minutes=account.unreplied_for_mins)
 	queued = []
-	for comm in store.unreplied(
-		account.name, received_before=now - waited, received_after=now - waited - LOOK_BACK
-	):
+	for waiting in list(unreplied_mail(store, account, now)):
+		comm = waiting.ref
 		if not store.claim_unreplied_notice(account.name, comm.name):
 			continue  # another worker took it
 		about = f" ({comm.document})" if comm.document else ""

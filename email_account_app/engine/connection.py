@@ -1,4 +1,8 @@
-"""`check`: connect to an account's servers and give a plain verdict."""
+"""Test a connection: log in to an account's servers, list its folders, give a plain verdict.
+
+Nothing is read or changed in the mailbox. Every failure is an ``EmailSyncError`` turned into the
+part's message (its title and words), never an exception out of ``check_account``.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.console import Group
-from rich.panel import Panel
-from rich.table import Table
-
-from .engine.errors import EmailSyncError, FolderMissing
-from .engine.settings import AccountSettings
+from .errors import EmailSyncError, FolderMissing
+from .settings import AccountSettings
 
 
 @dataclass
@@ -35,26 +35,6 @@ class CheckResult:
 	def ok(self) -> bool:
 		return all(p.ok for p in self.parts)
 
-	def render(self) -> Panel:
-		items: list[Any] = []
-		for part in self.parts:
-			mark = "[green]OK[/]" if part.ok else "[red]FAILED[/]"
-			items.append(f"[bold]{part.label}[/] {part.server}: {mark} {part.message}")
-			if part.capabilities:
-				items.append("  capabilities: " + " ".join(part.capabilities))
-			if part.folders:
-				table = Table(show_edge=False, pad_edge=False)
-				table.add_column("folder")
-				table.add_column("messages", justify="right")
-				table.add_column("unseen", justify="right")
-				for name, messages, unseen in part.folders:
-					table.add_row(name, str(messages), str(unseen))
-				items.append(table)
-		if not self.parts:
-			items.append("neither incoming nor outgoing is enabled: nothing to check")
-		verdict = "[green]works[/]" if self.ok else "[red]needs attention[/]"
-		return Panel(Group(*items), title=f"{self.account.name} <{self.account.email_id}>: {verdict}")
-
 
 def _guarded(part: Part, work: Callable[[Part], None]) -> Part:
 	try:
@@ -66,7 +46,7 @@ def _guarded(part: Part, work: Callable[[Part], None]) -> Part:
 
 
 def _check_imap(account: AccountSettings, part: Part) -> None:
-	from .engine.transports.imap import ImapMailbox
+	from .transports.imap import ImapMailbox
 
 	with ImapMailbox(account) as mailbox:
 		part.capabilities = tuple(mailbox.capabilities())
@@ -87,7 +67,7 @@ def _check_imap(account: AccountSettings, part: Part) -> None:
 
 
 def _check_pop3(account: AccountSettings, part: Part) -> None:
-	from .engine.transports.pop3 import Pop3Mailbox
+	from .transports.pop3 import Pop3Mailbox
 
 	with Pop3Mailbox(account) as mailbox:
 		part.capabilities = tuple(mailbox.capabilities())
@@ -97,7 +77,7 @@ def _check_pop3(account: AccountSettings, part: Part) -> None:
 
 
 def _check_smtp(account: AccountSettings, part: Part) -> None:
-	from .engine.transports.smtp import SmtpSender
+	from .transports.smtp import SmtpSender
 
 	with SmtpSender(account) as sender:
 		part.capabilities = tuple(sender.capabilities())
