@@ -528,7 +528,12 @@ class FrappeStore:
 			return True
 		if ref.thread_token and frappe.db.exists(
 			MESSAGE,
-			{"account": account, "status": SENT_STATUS, "thread_token": ref.thread_token, "date": (">=", to_db(since))},
+			{
+				"account": account,
+				"status": SENT_STATUS,
+				"thread_token": ref.thread_token,
+				"date": (">=", to_db(since)),
+			},
 		):
 			return True
 		return bool(frappe.db.exists(COMMUNICATION, {"sent_or_received": "Sent", "in_reply_to": ref.name}))

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.jobs import pull as pull_account
+from email_account_app.engine.settings import account_from_mapping
 from email_account_app.sqlite_store import SQLiteStore
 
 from .factory import make_mail, message_id_of

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.engine.parse_worker import ParseWorker
 from email_account_app.engine.parsing import parse_message
-from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.sqlite_store import SQLiteStore
 
 from .factory import make_mail

@@ -11,10 +11,10 @@ import pytest
 
 from email_account_app.engine import tokens
 from email_account_app.engine.compose import OutgoingRequest, site_from_accounts
+from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.engine.outbox import flush, queue_mail
 from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.store import DocRef
-from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.sqlite_store import SQLiteStore
 
 from .clients import gmail_reply, outlook_reply

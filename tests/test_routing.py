@@ -10,15 +10,15 @@ from datetime import datetime, timezone
 
 import pytest
 
+from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.store import DocRef
-from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.engine.tokens import make_message_id, new_thread_token, subaddress
 from email_account_app.sqlite_store import SQLiteStore
 
 from .clients import apple_reply, gmail_reply, outlook_reply, thunderbird_reply
-from .factory import make_mail, message_id_of
 from .documents import get_document, set_document_status
+from .factory import make_mail, message_id_of
 
 USER = "alice@example.com"
 BOB = "bob@example.com"

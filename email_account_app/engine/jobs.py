@@ -41,9 +41,7 @@ def utcnow() -> datetime:
 def needs_site(accounts: Iterable[AccountSettings]) -> bool:
 	"""Whether jobs of these accounts need the site's settings: an account that sends auto-replies
 	or unreplied notices, or unsubscribe links (whose mailto: requests a pull recognises)."""
-	return any(
-		a.enable_auto_reply or a.notify_if_unreplied or a.send_unsubscribe_message for a in accounts
-	)
+	return any(a.enable_auto_reply or a.notify_if_unreplied or a.send_unsubscribe_message for a in accounts)
 
 
 def pull(

@@ -41,9 +41,7 @@ def notification_addresses(value: str | None) -> tuple[str, ...]:
 	return tuple(a for a in re.split(r"[\s,;]+", value or "") if a)
 
 
-def unreplied_mail(
-	store: WatchStore, account: AccountSettings, now: datetime
-) -> Iterator[WaitingMail]:
+def unreplied_mail(store: WatchStore, account: AccountSettings, now: datetime) -> Iterator[WaitingMail]:
 	"""The account's received mail that counts as unreplied at ``now`` (see the module's rule)."""
 	waited = timedelta(minutes=account.unreplied_for_mins)
 	before = now - waited
