@@ -14,7 +14,6 @@ Targets: b/a >= 0.25; peak memory at the largest size within 1.2x that at the sm
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import ssl
 import subprocess

@@ -9,7 +9,7 @@ from email_account_app.sqlite_store import SQLiteStore
 from .dovecot import dovecot, flaky_proxy, mailbox
 from .smtp_server import smtp_plain, smtp_servers, smtp_ssl, smtp_starttls
 
-__all__ = ["dovecot", "flaky_proxy", "mailbox"]
+__all__ = ["dovecot", "flaky_proxy", "mailbox", "smtp_plain", "smtp_servers", "smtp_ssl", "smtp_starttls"]
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import dataclasses
 import email
 import email.policy
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from email.message import EmailMessage
 from pathlib import Path
 from unittest import mock

@@ -8,7 +8,6 @@ import pytest
 
 from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.engine.settings import account_from_mapping
-from email_account_app.sqlite_store import SQLiteStore
 
 from .factory import make_mail, message_id_of
 

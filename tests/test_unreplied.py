@@ -13,9 +13,8 @@ from email_account_app.engine.outbox import queue_mail
 from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.store import DocRef
 from email_account_app.engine.unreplied import notify_unreplied
-from email_account_app.sqlite_store import SQLiteStore
 
-from .documents import get_document, set_document_status
+from .documents import set_document_status
 from .factory import make_mail, message_id_of
 
 USER = "alice@example.com"
