@@ -22,6 +22,7 @@ sender_field = "raised_by"
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,9 +39,9 @@ from ..engine.settings import (
 )
 from ..sqlite_store import DocTypeMapping
 
-try:
+if sys.version_info >= (3, 11):
 	import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:  # Python 3.10
 	import tomli as tomllib
 
 DEFAULT_CONFIG = "email_account_app.toml"

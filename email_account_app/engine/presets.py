@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import sys
 from importlib import resources
 from typing import Any
 
-try:
+if sys.version_info >= (3, 11):
 	import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:  # Python 3.10
 	import tomli as tomllib
 
 

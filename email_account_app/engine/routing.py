@@ -95,6 +95,7 @@ class Router:
 
 	def _bounce(self, message: IncomingMessage) -> Decision:
 		report = message.bounce
+		assert report is not None  # decide() asks only for a bounce
 		ids = [report.original_message_id] if report.original_message_id else []
 		original = self.store.find_by_message_ids(self.account.name, ids) if ids else None
 		if original is None:
