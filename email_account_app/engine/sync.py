@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from .compose import SiteSettings
 from .errors import EmailSyncError, TransportError
@@ -25,7 +25,7 @@ from .parse_worker import ParseWorker
 from .parsing import IncomingMessage, parse_message
 from .routing import Router
 from .settings import AccountSettings, FolderSettings
-from .store import Cursor, Decision, DocRef, Location, PullStore
+from .store import Cursor, Decision, DocRef, Location, PullStore, SendStore
 from .transports import uid_batches
 
 log = logging.getLogger(__name__)
@@ -454,16 +454,23 @@ class Puller:
 		recording twice (after a crash between the two) changes nothing."""
 		from .outbox import unsubscribe
 
-		unsubscribe(self.store, self.site, request["token"])
+		assert self.site is not None  # the router recognises such mail only with the site's secret
+		unsubscribe(self._sending_store(), self.site, request["token"])
 
 	def _auto_reply(self, message: IncomingMessage, result, decision: Decision) -> None:
 		"""Queue the auto-reply; the message is already stored, so a failure here is only logged."""
 		from .autoreply import maybe_auto_reply
 
+		assert self.site is not None  # _store() asks only with a site
 		try:
-			maybe_auto_reply(self.store, self.account, self.site, message, result, decision)
+			maybe_auto_reply(self._sending_store(), self.account, self.site, message, result, decision)
 		except EmailSyncError as exc:
 			log.warning("%s: no auto-reply to %s: %s", self.account.name, message.message_id, exc)
+
+	def _sending_store(self) -> SendStore:
+		"""The store as the one that sends: with ``site``, a shell hands a store that holds an
+		outbox too (``jobs.pull``; both stores implement every port)."""
+		return cast("SendStore", self.store)
 
 
 def _open_incoming(account: AccountSettings):
