@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+from datetime import datetime, timedelta, timezone
 from unittest.mock import patch
 
 from werkzeug.test import EnvironBuilder
@@ -277,7 +278,8 @@ class TestSend(FrappeTestCase):
 		self.account.unreplied_for_mins = 30
 		self.account.send_notification_to = "lead@example.com"
 		self.account.save()
-		waited = frappe.utils.now_datetime().astimezone() - frappe.utils.datetime.timedelta(minutes=45)
+		# an aware time: a Date header means the same instant whatever the site's or machine's zone
+		waited = datetime.now(timezone.utc) - timedelta(minutes=45)
 		self.dovecot.append(
 			USER, make_mail(subject="Anyone there?", date=waited, message_id="<wait@client.test>")
 		)
