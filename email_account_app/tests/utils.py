@@ -4,7 +4,8 @@ Without Frappe (plain pytest, plain CI) importing this works and ``frappe`` is N
 modules skip themselves. The real mail servers come from the repository's own test helpers
 (tests/dovecot.py: Dovecot; tests/smtp_server.py: aiosmtpd), loaded from the checkout the app was
 installed from; where they (or Dovecot, pytest, trustme, aiosmtpd) are missing, the tests that need
-them are skipped with the reason.
+them fail (``MissingTestDependency``, in their class's setUpClass, so the run names them and
+exits non-zero): a bench run never passes by skipping what it was meant to test.
 """
 
 from __future__ import annotations
@@ -25,15 +26,24 @@ except ImportError:  # plain CI: no Frappe
 
 needs_frappe = unittest.skipIf(frappe is None, "needs Frappe: run with bench run-tests")
 
+
+class MissingTestDependency(RuntimeError):
+	"""A test's dependency is missing: the test fails, with what to install (it never skips)."""
+
+
 REPO_TESTS = Path(__file__).resolve().parents[2] / "tests"
 _PACKAGE = "email_account_app_repo_tests"
 TEST_DOCTYPE = "Email Sync Test Ticket"
 
 
 def repo_test_module(name: str):
-	"""A module of the repository's tests/ (dovecot, smtp_server, factory), or a unittest.SkipTest."""
+	"""A module of the repository's tests/ (dovecot, smtp_server, factory); MissingTestDependency
+	when it (or what it imports) is missing."""
 	if not (REPO_TESTS / f"{name}.py").exists():
-		raise unittest.SkipTest(f"the repository's tests/{name}.py is not next to the app ({REPO_TESTS})")
+		raise MissingTestDependency(
+			f"the repository's tests/{name}.py is not next to the app ({REPO_TESTS}): install the app "
+			"from a full checkout"
+		)
 	if _PACKAGE not in sys.modules:
 		package = types.ModuleType(_PACKAGE)
 		package.__path__ = [str(REPO_TESTS)]
@@ -41,15 +51,18 @@ def repo_test_module(name: str):
 	try:
 		return importlib.import_module(f"{_PACKAGE}.{name}")
 	except ImportError as exc:
-		raise unittest.SkipTest(f"tests/{name}.py needs {exc.name}: pip install email_account_app[test]")
+		raise MissingTestDependency(
+			f"tests/{name}.py needs {exc.name}: pip install -e 'apps/email_account_app[test]' in the bench's env"
+		) from exc
 
 
 def start_dovecot():
-	"""A running Dovecot on loopback (the repository's fixture class), or a unittest.SkipTest."""
+	"""A running Dovecot on loopback (the repository's fixture class); MissingTestDependency when
+	Dovecot is not installed."""
 	dovecot = repo_test_module("dovecot")
 	binary = dovecot._find_dovecot()
 	if binary is None:
-		raise unittest.SkipTest("dovecot is not installed (apt-get install dovecot-imapd dovecot-pop3d)")
+		raise MissingTestDependency("dovecot is not installed: apt-get install dovecot-imapd dovecot-pop3d")
 	server = dovecot.Dovecot(binary)
 	server.start()
 	return server
@@ -58,7 +71,12 @@ def start_dovecot():
 def start_smtp(mode: str = "plain"):
 	"""An aiosmtpd server on loopback (the repository's helper): plain, starttls or ssl."""
 	smtp = repo_test_module("smtp_server")
-	trustme = importlib.import_module("trustme")
+	try:
+		trustme = importlib.import_module("trustme")
+	except ImportError as exc:
+		raise MissingTestDependency(
+			"the SMTP tests need trustme: pip install -e 'apps/email_account_app[test]' in the bench's env"
+		) from exc
 	import tempfile
 
 	directory = Path(tempfile.mkdtemp(prefix="email-sync-smtp-"))
