@@ -109,6 +109,16 @@ class TestSend(FrappeTestCase):
 		self.assertEqual(frappe.db.get_value("Communication", comm.name, "delivery_status"), "Sent")
 		self.assertEqual(frappe.db.get_value("Email Sync Account", self.account.name, "sent_count"), 1)
 
+	def test_flush_all_fans_out_a_job_per_account_with_mail_waiting(self):
+		from email_account_app import tasks
+
+		tasks.queue_flush.reset_mock()
+		tasks.flush_all()
+		self.assertNotIn("Alice", [c.args[0] for c in tasks.queue_flush.call_args_list])
+		self.queue(to=("customer@client.test",), subject="Waiting", text="x")
+		tasks.flush_all()
+		self.assertIn("Alice", [c.args[0] for c in tasks.queue_flush.call_args_list])
+
 	def test_a_refused_recipient_fails_and_the_others_get_it(self):
 		self.smtp.refuse("nobody@client.test", "550 5.1.1 No such user")
 		mail = self.queue(to=("customer@client.test", "nobody@client.test"), subject="Two", text="x")
