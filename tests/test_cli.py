@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -123,11 +124,16 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fresh, tmp_path)
 	)
 	db = tmp_path / "db.sqlite3"
 	cmd = [sys.executable, "-m", "email_account_app.cli", "--config", str(config), "pull", "--db", str(db)]
+	# each kill comes after the command has started (its start-up time on this machine, now) and
+	# somewhere in its work, so a busy machine slows the pull without starving it
+	started = time.monotonic()
+	subprocess.run([*cmd[:3], "--help"], stdout=subprocess.DEVNULL, check=True)
+	startup = time.monotonic() - started
 	kills = 0
 	for _attempt in range(200):
 		proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 		try:
-			proc.wait(timeout=rng.uniform(0.15, 0.9))
+			proc.wait(timeout=startup + rng.uniform(0.05, 0.75))
 		except subprocess.TimeoutExpired:
 			proc.send_signal(signal.SIGKILL)
 			proc.wait()
