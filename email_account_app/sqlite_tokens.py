@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -50,12 +51,13 @@ class SQLiteTokenStore:
 	def __init__(self, path: str | Path):
 		self.path = str(path)
 		self._conn: sqlite3.Connection | None = None
+		self._lock = threading.RLock()  # one connection, shared by the threads of a run
 
 	@property
 	def db(self) -> sqlite3.Connection:
 		if self._conn is None:
 			make_private(self.path)
-			conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+			conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
 			conn.execute("PRAGMA secure_delete=ON")
 			conn.execute("PRAGMA synchronous=FULL")
 			conn.execute(SCHEMA)
@@ -68,29 +70,27 @@ class SQLiteTokenStore:
 			self._conn = None
 
 	def load_refresh_token(self, account: str) -> str | None:
-		row = self.db.execute(
-			"SELECT refresh_token FROM oauth_tokens WHERE account = ?", (account,)
-		).fetchone()
+		with self._lock:
+			query = "SELECT refresh_token FROM oauth_tokens WHERE account = ?"
+			row = self.db.execute(query, (account,)).fetchone()
 		return row[0] if row else None
 
-	def saved_at(self, account: str) -> datetime | None:
-		row = self.db.execute("SELECT saved_at FROM oauth_tokens WHERE account = ?", (account,)).fetchone()
-		return datetime.fromisoformat(row[0]) if row else None
-
 	def save_refresh_token(self, account: str, refresh_token: str) -> None:
-		make_private(self.path)
 		now = datetime.now(timezone.utc).isoformat()
-		self.db.execute(
-			"INSERT INTO oauth_tokens (account, refresh_token, saved_at) VALUES (?, ?, ?) "
-			"ON CONFLICT (account) DO UPDATE SET refresh_token = excluded.refresh_token, "
-			"saved_at = excluded.saved_at",
-			(account, refresh_token, now),
-		)
-		self._checkpoint()
+		with self._lock:
+			make_private(self.path)
+			self.db.execute(
+				"INSERT INTO oauth_tokens (account, refresh_token, saved_at) VALUES (?, ?, ?) "
+				"ON CONFLICT (account) DO UPDATE SET refresh_token = excluded.refresh_token, "
+				"saved_at = excluded.saved_at",
+				(account, refresh_token, now),
+			)
+			self._checkpoint()
 
 	def forget_refresh_token(self, account: str) -> bool:
-		gone = self.db.execute("DELETE FROM oauth_tokens WHERE account = ?", (account,)).rowcount > 0
-		self._checkpoint()
+		with self._lock:
+			gone = self.db.execute("DELETE FROM oauth_tokens WHERE account = ?", (account,)).rowcount > 0
+			self._checkpoint()
 		return gone
 
 	def _checkpoint(self) -> None:

@@ -83,6 +83,8 @@ class OAuthServer:
 			self.interval = 0
 			self.access_lifetime = 60.0
 			self.rotate = True
+			#: the app client authenticates with HTTP Basic only (RFC 6749 2.3.1), not in the form
+			self.basic_only = False
 			self.on_introspect: Callable[[str], None] | None = None
 			self.grants: list[Grant] = []
 			self.access_tokens: dict[str, AccessToken] = {}
@@ -299,7 +301,13 @@ class _Handler(BaseHTTPRequestHandler):
 		grant_type = form.get("grant_type")
 		with oauth.lock:
 			if grant_type == "client_credentials":
-				if form.get("client_id") != APP_CLIENT or form.get("client_secret") != APP_SECRET:
+				client_id, secret = self._basic_credentials() or (
+					form.get("client_id"),
+					form.get("client_secret"),
+				)
+				if oauth.basic_only and "client_secret" in form:
+					return _error("invalid_client", "use HTTP Basic", 401)
+				if client_id != APP_CLIENT or secret != APP_SECRET:
 					return _error("invalid_client", "client authentication failed", 401)
 				return 200, oauth.issue(oauth.grant_for_app(), refresh=False)
 			if form.get("client_id") != CLIENT_ID:
@@ -311,6 +319,13 @@ class _Handler(BaseHTTPRequestHandler):
 			if grant_type == "authorization_code":
 				return self._code(form)
 		return _error("unsupported_grant_type")
+
+	def _basic_credentials(self) -> tuple[str, str] | None:
+		header = self.headers.get("Authorization") or ""
+		if not header.startswith("Basic "):
+			return None
+		client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
+		return urllib.parse.unquote_plus(client_id), urllib.parse.unquote_plus(secret)
 
 	def _refresh(self, token: str) -> tuple[int, dict]:
 		oauth = self.oauth

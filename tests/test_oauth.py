@@ -347,6 +347,10 @@ def test_client_credentials(oauth_server, xoauth2_dovecot):
 	wrong = dataclasses.replace(account.oauth, client_secret="nope")
 	with pytest.raises(OAuthSettingsRefused):
 		TokenSource("alice", wrong, None).access_token()
+	# a server that takes the client's secret only in HTTP Basic authentication
+	oauth_server.basic_only = True
+	basic = TokenSource("alice", account.oauth, None)
+	assert oauth_server.introspect(basic.access_token())["username"] == USER
 
 
 # -- the transports --------------------------------------------------------------------------

@@ -356,6 +356,7 @@ class OAuthClient:
 		self.clock = clock
 		self._context = ssl.create_default_context(cafile=ca_file)
 		self._secrets: set[str] = {settings.client_secret} if settings.client_secret else set()
+		self._basic = False  # client authentication in HTTP Basic rather than the form
 
 	# -- grants ------------------------------------------------------------------------------
 
@@ -436,12 +437,36 @@ class OAuthClient:
 		)
 
 	def _post(self, url: str, form: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+		"""POST ``form`` with the client's credentials: the secret in the form (as Microsoft and
+		Google take it), or, when the server refuses that as invalid_client, in HTTP Basic
+		authentication (RFC 6749 2.3.1), which every server must take; that choice is kept."""
+		secret = self.settings.client_secret
+		if secret and not self._basic:
+			status, payload = self._send(url, form)
+			if status not in (400, 401) or payload.get("error") != "invalid_client":
+				return status, payload
+			self._basic = True
+		if secret:
+			form = {k: v for k, v in form.items() if k != "client_secret"}
+			pair = f"{_form_quote(self.settings.client_id)}:{_form_quote(secret)}"
+			return self._send(
+				url, form, {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+			)
+		return self._send(url, form)
+
+	def _send(
+		self, url: str, form: Mapping[str, str], headers: Mapping[str, str] | None = None
+	) -> tuple[int, dict[str, Any]]:
 		"""POST ``form``; (HTTP status, JSON object). Unreachable or not JSON: TokenServiceUnreachable."""
 		host = urllib.parse.urlsplit(url).netloc
 		request = urllib.request.Request(
 			url,
 			data=urllib.parse.urlencode(form).encode("ascii"),
-			headers={"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"},
+			headers={
+				"Accept": "application/json",
+				"Content-Type": "application/x-www-form-urlencoded",
+				**(headers or {}),
+			},
 		)
 		context = self._context if url.startswith("https:") else None
 		try:
@@ -662,6 +687,10 @@ def device_flow(
 			return token
 		if waiting == "slow_down":
 			interval += 5.0
+
+
+def _form_quote(value: str) -> str:
+	return urllib.parse.quote_plus(value, safe="")
 
 
 def _number(value: Any, default: float) -> float:
