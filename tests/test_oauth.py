@@ -27,14 +27,8 @@ from email_account_app.engine.errors import (
 	SignInRequired,
 	TokenServiceUnreachable,
 )
-from email_account_app.engine.oauth import (
-	OAuthClient,
-	TokenSource,
-	browser_flow,
-	device_flow,
-	pkce_pair,
-	sign_in,
-)
+from email_account_app.engine.oauth import OAuthClient, TokenSource
+from email_account_app.engine.oauth_login import browser_flow, device_flow, pkce_pair, sign_in
 from email_account_app.engine.outbox import queue_mail
 from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.transports import sasl

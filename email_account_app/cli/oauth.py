@@ -28,7 +28,8 @@ from datetime import datetime, timezone
 import click
 
 from ..engine.errors import ConfigError
-from ..engine.oauth import DevicePrompt, TokenSource, sign_in
+from ..engine.oauth import TokenSource
+from ..engine.oauth_login import DevicePrompt, sign_in
 from ..sqlite_tokens import SQLiteTokenStore
 from .config import Config
 from .group import CliState

@@ -1,5 +1,5 @@
-"""OAuth 2.0 sign-in: settings and provider presets, the token endpoint, the sign-in flows and the
-token source the mail transports ask for access tokens.
+"""OAuth 2.0 sign-in: settings and provider presets, the token endpoint, and the token source the
+mail transports ask for access tokens. The flows a person signs in with once are in oauth_login.py.
 
 Invariants:
 - A refresh token the provider rotates is saved through the ``TokenStore`` port before the access
@@ -20,19 +20,16 @@ Invariants:
 from __future__ import annotations
 
 import base64
-import hashlib
-import http.server
 import ipaddress
 import json
 import logging
-import secrets
 import ssl
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -125,7 +122,6 @@ DEFAULT_LIFETIME = 3600  # seconds, when the provider does not say (expires_in)
 MAX_MARGIN = 60.0  # refresh at most this long before expiry
 HTTP_TIMEOUT = 30.0
 MAX_BODY = 1024 * 1024
-BROWSER_TIMEOUT = 300.0
 
 
 # -- settings ----------------------------------------------------------------------------------
@@ -617,10 +613,6 @@ class TokenSource:
 		token = self._token
 		return token.expires_at if token else None
 
-	def secrets(self) -> tuple[str, ...]:
-		"""Every token and secret this source has seen: what a message or log must never show."""
-		return tuple(self.client._secrets)
-
 	def _fetch(self) -> Token:
 		self.refreshes += 1
 		if self.settings.flow == "client_credentials":
@@ -641,196 +633,5 @@ class TokenSource:
 		return token
 
 
-# -- signing in: device flow and browser flow ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DevicePrompt:
-	"""What to show a person for the device flow: where to go and which code to enter."""
-
-	verification_uri: str
-	user_code: str
-	verification_uri_complete: str | None
-	expires_in: float
-
-
-def device_flow(
-	client: OAuthClient,
-	show: Callable[[DevicePrompt], None],
-	*,
-	sleep: Callable[[float], None] = time.sleep,
-	clock: Callable[[], float] = time.monotonic,
-) -> Token:
-	"""RFC 8628: get a device code, ``show`` the person where to enter the user code, poll the
-	token endpoint at the interval the server asks (five seconds more after each slow_down) until
-	they approve, decline (access_denied) or the code expires (expired_token)."""
-	answer = client.start_device_authorization()
-	interval = _number(answer.get("interval"), 5.0)
-	expires_in = _number(answer.get("expires_in"), 900.0)
-	show(
-		DevicePrompt(
-			verification_uri=str(answer.get("verification_uri") or answer.get("verification_url") or ""),
-			user_code=str(answer["user_code"]),
-			verification_uri_complete=answer.get("verification_uri_complete"),
-			expires_in=expires_in,
-		)
-	)
-	deadline = clock() + expires_in
-	while True:
-		sleep(interval)
-		if clock() > deadline:
-			raise AuthorizationDenied(
-				"The sign-in code expired before it was entered.", hint="Run the sign-in again."
-			)
-		waiting, token = client.poll_device(str(answer["device_code"]))
-		if token is not None:
-			return token
-		if waiting == "slow_down":
-			interval += 5.0
-
-
 def _form_quote(value: str) -> str:
 	return urllib.parse.quote_plus(value, safe="")
-
-
-def _number(value: Any, default: float) -> float:
-	try:
-		number = float(value)
-	except (TypeError, ValueError):
-		return default
-	return number if number >= 0 else default
-
-
-def pkce_pair() -> tuple[str, str]:
-	"""(code verifier, S256 code challenge), RFC 7636."""
-	verifier = secrets.token_urlsafe(64)
-	digest = hashlib.sha256(verifier.encode("ascii")).digest()
-	return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
-class _Redirect(http.server.BaseHTTPRequestHandler):
-	"""The loopback redirect: takes the one request that carries our state, ignores the rest."""
-
-	server: _RedirectServer
-
-	def do_GET(self) -> None:
-		query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-		values = {k: v[0] for k, v in query.items() if v}
-		if values.get("state") != self.server.state or not ("code" in values or "error" in values):
-			self._answer(400, "This is not the sign-in this program is waiting for.")
-			return
-		self.server.result = values
-		if "code" in values:
-			self._answer(200, "Signed in. You can close this tab and go back to the terminal.")
-		else:
-			self._answer(200, "The sign-in was not completed. You can close this tab.")
-
-	def _answer(self, status: int, text: str) -> None:
-		body = f"<!doctype html><title>email-account-app</title><p>{text}</p>".encode()
-		self.send_response(status)
-		self.send_header("Content-Type", "text/html; charset=utf-8")
-		self.send_header("Content-Length", str(len(body)))
-		self.end_headers()
-		self.wfile.write(body)
-
-	def log_message(self, format: str, *args: Any) -> None:  # the query carries the code: no logging
-		pass
-
-
-class _RedirectServer(http.server.HTTPServer):
-	state: str
-	result: dict[str, str] | None = None
-
-
-def browser_flow(
-	client: OAuthClient,
-	open_url: Callable[[str], None],
-	*,
-	timeout: float = BROWSER_TIMEOUT,
-	clock: Callable[[], float] = time.monotonic,
-) -> Token:
-	"""Authorization code with PKCE (S256) and a loopback redirect (RFC 8252): listen on
-	127.0.0.1 at a port the system picks, ``open_url`` the authorization URL, take the redirect
-	that carries our ``state`` (any other request is turned away), exchange the code."""
-	settings = client.settings
-	if not settings.authorization_url:
-		raise OAuthSettingsRefused(
-			f"{settings.provider} has no authorization endpoint configured.",
-			hint="Set oauth_authorization_url, or choose oauth_flow device.",
-		)
-	verifier, challenge = pkce_pair()
-	server = _RedirectServer(("127.0.0.1", 0), _Redirect)
-	server.state = secrets.token_urlsafe(24)
-	server.timeout = 0.5
-	try:
-		redirect_uri = f"http://{settings.redirect_host}:{server.server_address[1]}"
-		params = {
-			"response_type": "code",
-			"client_id": settings.client_id,
-			"redirect_uri": redirect_uri,
-			"scope": settings.scope,
-			"state": server.state,
-			"code_challenge": challenge,
-			"code_challenge_method": "S256",
-			**dict(settings.authorization_params),
-		}
-		separator = "&" if "?" in settings.authorization_url else "?"
-		open_url(settings.authorization_url + separator + urllib.parse.urlencode(params))
-		deadline = clock() + timeout
-		while server.result is None:
-			if clock() > deadline:
-				raise AuthorizationDenied(
-					f"No sign-in came back within {timeout:.0f} seconds.",
-					hint="Run the sign-in again and finish it in the browser.",
-				)
-			server.handle_request()
-		result = server.result
-	finally:
-		server.server_close()
-	if "error" in result:
-		words = result["error"] + (
-			f": {result['error_description']}" if result.get("error_description") else ""
-		)
-		raise AuthorizationDenied(
-			f"The sign-in was not completed at the provider ({words}).",
-			hint="Sign in again and accept; if an admin must consent first, ask them to.",
-		)
-	return client.exchange_code(result["code"], redirect_uri, verifier)
-
-
-def sign_in(
-	account: str,
-	settings: OAuthSettings,
-	store: TokenStore | None,
-	*,
-	show_device_prompt: Callable[[DevicePrompt], None],
-	open_url: Callable[[str], None],
-	ca_file: str | None = None,
-	sleep: Callable[[float], None] = time.sleep,
-	timeout: float = HTTP_TIMEOUT,
-) -> Token:
-	"""Run the account's flow and keep its refresh token; the token it got (to say until when).
-
-	Client credentials need no sign-in: the grant is tried once, so the settings are checked."""
-	client = OAuthClient(settings, account=account, ca_file=ca_file, timeout=timeout)
-	if settings.flow == "client_credentials":
-		return client.client_credentials()
-	if settings.flow == "device":
-		token = device_flow(client, show_device_prompt, sleep=sleep)
-	else:
-		token = browser_flow(client, open_url)
-	if not token.refresh_token:
-		raise OAuthSettingsRefused(
-			"The provider signed in but gave no refresh token, so the sign-in would last only an hour.",
-			hint="Add offline_access to oauth_scopes (Microsoft), or check the app's settings.",
-		)
-	if store is not None:
-		store.save_refresh_token(account, token.refresh_token)
-	return token
-
-
-def scrub(text: str, secrets_: Iterable[str | None]) -> str:
-	"""``text`` with every one of ``secrets_`` blotted out."""
-	for secret in sorted((s for s in secrets_ if s), key=len, reverse=True):
-		text = text.replace(secret, "********")
-	return text
