@@ -16,6 +16,8 @@ import urllib.error
 import urllib.request
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from email_account_app.engine import jobs
 from email_account_app.engine.compose import OutgoingRequest, site_from_accounts
@@ -38,6 +40,7 @@ from email_account_app.engine.transports.smtp import SmtpSender
 from email_account_app.sqlite_tokens import SQLiteTokenStore
 
 from .factory import make_mail, message_id_of
+from .smtp_server import _bearer_parts
 
 USER = "alice@example.com"
 
@@ -151,6 +154,18 @@ def test_sasl_messages():
 		sasl.initial_response("OAUTHBEARER", "a,b=@c", "TOK", "imap.c", 993)
 		== b"n,a=a=2Cb=3D@c,\x01host=imap.c\x01port=993\x01auth=Bearer TOK\x01\x01"
 	)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+	user=st.text(st.characters(blacklist_characters="\x00\x01", blacklist_categories=("Cs",)), min_size=1),
+	token=st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=", min_size=1),
+	mechanism=st.sampled_from(sasl.MECHANISMS),
+)
+def test_sasl_messages_carry_any_user_name_and_token(user, token, mechanism):
+	"""What a server reads back (as the test SMTP server parses it) is the user and token sent."""
+	message = sasl.initial_response(mechanism, user, token, "imap.example.com", 993).decode()
+	assert _bearer_parts(message, mechanism) == (user, token)
 
 
 # -- the flows -------------------------------------------------------------------------------
