@@ -34,7 +34,13 @@ DOMAIN_DOCTYPE = "Email Sync Domain"
 
 #: every engine setting of an account; each is a field of Email Sync Account of the same name,
 #: except these, which the document holds differently
-NOT_FIELDS = {"name": "the document's name", "folders": "the imap_folder table"}
+NOT_FIELDS = {
+	"name": "the document's name",
+	"folders": "the imap_folder table",
+	# OAuth comes from core Email Account's auth_method and Connected App (not yet wired here)
+	"oauth": "auth_method and the oauth_* settings",
+	"token_source": "what the shell attaches to sign in with OAuth",
+}
 ACCOUNT_FIELDS = tuple(f.name for f in dataclasses.fields(AccountSettings) if f.name not in NOT_FIELDS)
 DOMAIN_FIELDS = tuple(f.name for f in dataclasses.fields(DomainSettings))
 FOLDER_FIELDS = ("folder_name", "append_to", "condition")

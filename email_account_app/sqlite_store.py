@@ -28,6 +28,7 @@ from .engine.store import (
 	WaitingMail,
 )
 from .sqlite_outbox import OUTBOX_SCHEMA, SQLiteOutboxMixin
+from .sqlite_tokens import make_private
 
 SCHEMA = (
 	"""
@@ -184,6 +185,7 @@ class SQLiteStore(SQLiteOutboxMixin):
 		self.path = str(path)
 		self.doctypes = {**KNOWN_DOCTYPES, **(doctypes or {})}
 		self._local = threading.local()
+		make_private(self.path)  # mail, and OAuth sign-ins (sqlite_tokens): for its owner only
 		self.db.executescript(SCHEMA)
 
 	# -- connection ----------------------------------------------------------------------------

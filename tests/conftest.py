@@ -6,10 +6,37 @@ import pytest
 
 from email_account_app.sqlite_store import SQLiteStore
 
-from .dovecot import dovecot, flaky_proxy, mailbox
-from .smtp_server import smtp_plain, smtp_servers, smtp_ssl, smtp_starttls
+from .dovecot import dovecot, flaky_proxy, mailbox, oauth_dovecot, oauthbearer_dovecot, xoauth2_dovecot
+from .oauth_server import oauth_server, oauth_session_server
+from .smtp_server import (
+	oauth_smtp_servers,
+	smtp_oauth,
+	smtp_oauthbearer,
+	smtp_plain,
+	smtp_servers,
+	smtp_ssl,
+	smtp_starttls,
+	smtp_xoauth2,
+)
 
-__all__ = ["dovecot", "flaky_proxy", "mailbox", "smtp_plain", "smtp_servers", "smtp_ssl", "smtp_starttls"]
+__all__ = [
+	"dovecot",
+	"flaky_proxy",
+	"mailbox",
+	"oauth_dovecot",
+	"oauth_server",
+	"oauth_session_server",
+	"oauth_smtp_servers",
+	"oauthbearer_dovecot",
+	"smtp_oauth",
+	"smtp_oauthbearer",
+	"smtp_plain",
+	"smtp_servers",
+	"smtp_ssl",
+	"smtp_starttls",
+	"smtp_xoauth2",
+	"xoauth2_dovecot",
+]
 
 
 @pytest.fixture

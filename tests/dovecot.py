@@ -68,13 +68,14 @@ ssl = yes
 ssl_cert = <$dir/cert.pem
 ssl_key = <$dir/key.pem
 ssl_min_protocol = TLSv1.2
-auth_mechanisms = plain login
+auth_mechanisms = $mechanisms
 disable_plaintext_auth = no
 auth_failure_delay = 0
 mail_location = maildir:~/Maildir
 # tests: no fsync, appends are many times faster
 mail_fsync = never
 
+$oauth_passdb
 passdb {
   driver = passwd-file
   args = scheme=PLAIN $dir/passwd
@@ -128,6 +129,25 @@ service pop3-login {
 """
 )
 
+#: Dovecot's oauth2 passdb (2.3): every token is checked with the test OAuth server's introspection
+#: endpoint (RFC 7662); the user is the one it names, and must match the user the client logs in as
+OAUTH_PASSDB = """\
+passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $dir/dovecot-oauth2.conf.ext
+}"""
+OAUTH_CONF = """\
+tokeninfo_url = $url/tokeninfo?access_token=
+introspection_url = $url/introspect
+introspection_mode = post
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+timeout_msecs = 10000
+"""
+
 SPECIAL_FOLDER = """\
   mailbox $name {
     special_use = $flag
@@ -170,8 +190,12 @@ def _wait_for_port(port: int, deadline: float) -> bool:
 class Dovecot:
 	"""A running Dovecot and the helpers the tests need."""
 
-	def __init__(self, binary: str):
+	def __init__(self, binary: str, *, oauth_url: str | None = None, mechanisms: str = "plain login"):
+		"""``oauth_url``: the test OAuth server whose tokens this Dovecot takes too (for the
+		mechanisms among ``mechanisms``: xoauth2, oauthbearer)."""
 		self.binary = binary
+		self.oauth_url = oauth_url
+		self.mechanisms = mechanisms
 		self.host = HOST
 		self.users = {u.address: u for u in USERS}
 		self.run_as = _run_as()
@@ -212,7 +236,14 @@ class Dovecot:
 			string.Template(SPECIAL_FOLDER).substitute(name=name, flag=flag)
 			for name, flag in SPECIAL_FOLDERS.items()
 		)
+		oauth_passdb = ""
+		if self.oauth_url:
+			oauth_passdb = string.Template(OAUTH_PASSDB).substitute(dir=self.dir)
+			conf = string.Template(OAUTH_CONF).substitute(url=self.oauth_url)
+			(self.dir / "dovecot-oauth2.conf.ext").write_text(conf)
 		text = CONFIG.substitute(
+			mechanisms=self.mechanisms,
+			oauth_passdb=oauth_passdb,
 			host=HOST,
 			dir=self.dir,
 			user=self.run_as.pw_name,
@@ -519,16 +550,14 @@ class FlakyProxy:
 # -- fixtures ---------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-	"""A real Dovecot (IMAP, IMAPS, POP3, POP3S) on loopback for the whole test session."""
+def _started(**kwargs) -> Iterator[Dovecot]:
 	binary = _find_dovecot()
 	if binary is None:
 		message = "dovecot is not installed (Debian/Ubuntu: apt-get install dovecot-imapd dovecot-pop3d)"
 		if os.environ.get("CI"):
 			pytest.fail(f"{message}; CI is set, so the tests that need it fail instead of skipping")
 		pytest.skip(message)
-	server = Dovecot(binary)
+	server = Dovecot(binary, **kwargs)
 	try:
 		try:
 			server.start()
@@ -537,6 +566,30 @@ def dovecot() -> Iterator[Dovecot]:
 		yield server
 	finally:
 		server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+	"""A real Dovecot (IMAP, IMAPS, POP3, POP3S) on loopback for the whole test session."""
+	yield from _started()
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(oauth_session_server) -> Iterator[Dovecot]:
+	"""A Dovecot that also takes the test OAuth server's tokens (XOAUTH2 and OAUTHBEARER)."""
+	yield from _started(oauth_url=oauth_session_server.url, mechanisms="plain login xoauth2 oauthbearer")
+
+
+@pytest.fixture(scope="session")
+def oauthbearer_dovecot(oauth_session_server) -> Iterator[Dovecot]:
+	"""A Dovecot whose only OAuth mechanism is OAUTHBEARER (no XOAUTH2)."""
+	yield from _started(oauth_url=oauth_session_server.url, mechanisms="plain login oauthbearer")
+
+
+@pytest.fixture(scope="session")
+def xoauth2_dovecot(oauth_session_server) -> Iterator[Dovecot]:
+	"""A Dovecot whose only OAuth mechanism is XOAUTH2, as Microsoft 365's servers."""
+	yield from _started(oauth_url=oauth_session_server.url, mechanisms="plain login xoauth2")
 
 
 @pytest.fixture

@@ -4,6 +4,9 @@ Three servers for the test session, each with a handler that records every messa
 - ``smtp_starttls``: port-587 style, STARTTLS required, AUTH required (over TLS only);
 - ``smtp_ssl``: port-465 style, TLS from the first byte (SMTPS), AUTH required;
 - ``smtp_plain``: port-25 style, no TLS, no AUTH.
+And two that take only the test OAuth server's tokens (checked with its introspection endpoint),
+STARTTLS required: ``smtp_oauth`` (XOAUTH2 and OAUTHBEARER), ``smtp_oauthbearer`` (OAUTHBEARER only)
+and ``smtp_xoauth2`` (XOAUTH2 only, as Microsoft 365).
 Their certificate comes from a trustme CA (``server.ca_file``). Per test, a server can refuse
 chosen recipients (4xx or 5xx), answer DATA with a code, drop the connection at DATA, or
 announce a small SIZE; ``server.connections`` counts the TCP connections it took.
@@ -11,6 +14,8 @@ announce a small SIZE; ``server.connections`` counts the TCP connections it took
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import socket
 import ssl
@@ -24,7 +29,9 @@ from pathlib import Path
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
+
+from .oauth_server import introspect
 
 HOST = "127.0.0.1"
 #: login -> password the servers with AUTH accept (the Dovecot users' too, for the round trip)
@@ -112,6 +119,64 @@ class Recorder:
 		return AuthResult(success=False, handled=False)
 
 
+class OAuthRecorder(Recorder):
+	"""A Recorder whose AUTH takes bearer tokens (XOAUTH2, OAUTHBEARER) the OAuth server vouches for."""
+
+	def __init__(self, oauth_url: str):
+		self.oauth_url = oauth_url
+		super().__init__()
+
+	def reset(self) -> None:
+		super().reset()
+		self.mechanisms_used: list[str] = []
+
+	async def auth_XOAUTH2(self, server, args):
+		return await self._bearer(server, args, "XOAUTH2")
+
+	async def auth_OAUTHBEARER(self, server, args):
+		return await self._bearer(server, args, "OAUTHBEARER")
+
+	async def _bearer(self, server, args, mechanism: str):
+		if len(args) > 1:
+			try:
+				blob = base64.b64decode(args[1], validate=True)
+			except ValueError:
+				return AuthResult(success=False, handled=False, message="501 5.5.2 Can't decode base64")
+		else:
+			blob = await server.challenge_auth("")
+			if blob is MISSING:
+				return AuthResult(success=False, handled=True)
+		user, token = _bearer_parts(blob.decode("utf-8", "replace"), mechanism)
+		owner = introspect(self.oauth_url, token) if token else None
+		if owner is not None and owner == user:
+			with self.lock:
+				self.mechanisms_used.append(mechanism)
+			return AuthResult(success=True, auth_data=user)
+		with self.lock:
+			self.failed_logins.append(user or "?")
+		# the error challenge (RFC 7628 3.2.2); the client answers it with a dummy reply
+		error = {"status": "invalid_token" if mechanism == "OAUTHBEARER" else "401", "schemes": "bearer"}
+		if await server.challenge_auth(json.dumps(error)) is MISSING:
+			return AuthResult(success=False, handled=True)
+		return AuthResult(success=False, handled=False)
+
+
+def _bearer_parts(text: str, mechanism: str) -> tuple[str | None, str | None]:
+	fields = text.split("\x01")
+	user = token = None
+	if mechanism == "OAUTHBEARER":
+		header = fields[0].split(",")
+		user = next(
+			(p[2:].replace("=2C", ",").replace("=3D", "=") for p in header if p.startswith("a=")), None
+		)
+	for item in fields:
+		if item.startswith("user="):
+			user = item[5:]
+		elif item.lower().startswith("auth=bearer "):
+			token = item[12:]
+	return user, token
+
+
 class _Controller(Controller):
 	"""A Controller that counts connections and takes the handler's SIZE limit per connection."""
 
@@ -136,17 +201,28 @@ def _free_port() -> int:
 class SmtpServer:
 	"""One running aiosmtpd and what a test needs of it."""
 
-	def __init__(self, mode: str, ca: trustme.CA, ca_file: str, owns: Path | None = None):
-		self.mode = mode  # starttls | ssl | plain
+	def __init__(
+		self, mode: str, ca: trustme.CA, ca_file: str, owns: Path | None = None, oauth_url: str | None = None
+	):
+		self.mode = mode  # starttls | ssl | plain | oauth | oauthbearer | xoauth2
 		self.owns = owns  # a folder (the CA file's) removed on stop
 		self.host = HOST
 		self.ca_file = ca_file
-		self.handler = Recorder()
+		self.handler = OAuthRecorder(oauth_url) if oauth_url else Recorder()
 		cert = ca.issue_cert("localhost", HOST)
 		context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
 		cert.configure_cert(context)
 		kwargs: dict = {}
-		if mode == "starttls":
+		if mode in ("oauth", "oauthbearer", "xoauth2"):
+			others = {"oauthbearer": ["XOAUTH2"], "xoauth2": ["OAUTHBEARER"]}.get(mode, [])
+			excluded = ["LOGIN", "PLAIN", *others]
+			kwargs.update(
+				tls_context=context,
+				require_starttls=True,
+				auth_required=True,
+				auth_exclude_mechanism=excluded,
+			)
+		elif mode == "starttls":
 			kwargs.update(
 				tls_context=context,
 				require_starttls=True,
@@ -214,13 +290,13 @@ class SmtpServer:
 			"enable_outgoing": True,
 			"smtp_server": HOST,
 			"smtp_port": self.port,
-			"use_tls": self.mode == "starttls",
+			"use_tls": self.mode in ("starttls", "oauth", "oauthbearer", "xoauth2"),
 			"use_ssl_for_outgoing": self.mode == "ssl",
 			"no_smtp_authentication": self.mode == "plain",
 			"ca_file": self.ca_file,
 			"timeout": 10,
 		}
-		if self.mode != "plain":
+		if self.mode in ("starttls", "ssl"):
 			data["password"] = SMTP_USERS.get(address, "smtp-secret")
 		data.update(overrides)
 		return data
@@ -257,3 +333,39 @@ def smtp_ssl(smtp_servers) -> SmtpServer:
 def smtp_plain(smtp_servers) -> SmtpServer:
 	smtp_servers["plain"].reset()
 	return smtp_servers["plain"]
+
+
+@pytest.fixture(scope="session")
+def oauth_smtp_servers(oauth_session_server) -> Iterator[dict[str, SmtpServer]]:
+	directory = Path(tempfile.mkdtemp(prefix="email-sync-smtp-oauth-"))
+	ca = trustme.CA()
+	ca_file = str(directory / "ca.pem")
+	ca.cert_pem.write_to_path(ca_file)
+	servers = {
+		mode: SmtpServer(mode, ca, ca_file, oauth_url=oauth_session_server.url)
+		for mode in ("oauth", "oauthbearer", "xoauth2")
+	}
+	try:
+		yield servers
+	finally:
+		for server in servers.values():
+			server.stop()
+		shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def smtp_oauth(oauth_smtp_servers) -> SmtpServer:
+	oauth_smtp_servers["oauth"].reset()
+	return oauth_smtp_servers["oauth"]
+
+
+@pytest.fixture
+def smtp_oauthbearer(oauth_smtp_servers) -> SmtpServer:
+	oauth_smtp_servers["oauthbearer"].reset()
+	return oauth_smtp_servers["oauthbearer"]
+
+
+@pytest.fixture
+def smtp_xoauth2(oauth_smtp_servers) -> SmtpServer:
+	oauth_smtp_servers["xoauth2"].reset()
+	return oauth_smtp_servers["xoauth2"]

@@ -35,7 +35,13 @@ NO_VALUE = {"Section Break", "Column Break", "Tab Break", "HTML", "Button", "Ima
 #: core DocTypes the app links to (they exist on every Frappe v15 site)
 CORE_DOCTYPES = {"DocType", "Communication", "User", "File", "Contact"}
 #: engine settings a document holds differently from a field of the same name
-NOT_FIELDS = {"name": "the document's name", "folders": "the imap_folder table"}
+NOT_FIELDS = {
+	"name": "the document's name",
+	"folders": "the imap_folder table",
+	# OAuth comes from core Email Account's auth_method and Connected App (not yet wired here)
+	"oauth": "auth_method and the oauth_* settings",
+	"token_source": "what the shell attaches to sign in with OAuth",
+}
 #: what a Frappe Document has besides its fields (read by controllers as self.x)
 DOCUMENT_ATTRIBUTES = {
 	"name", "doctype", "flags", "meta", "docstatus", "owner", "creation", "modified", "idx",

@@ -15,15 +15,23 @@ from ..engine.connection import CheckResult
 from ..engine.jobs import test_connection
 from .config import ask_passwords
 from .group import CliState, out, password_prompt, selected_accounts
+from .oauth import attach_token_sources
 
 
 @click.command()
 @click.argument("account", required=False)
+@click.option(
+	"--db",
+	"db_path",
+	type=click.Path(dir_okay=False),
+	help="SQLite file with the OAuth sign-ins (default: from the config).",
+)
 @click.pass_obj
-def check(state: CliState, account: str | None):
-	"""Connect to the account's servers and say whether it works."""
+def check(state: CliState, account: str | None, db_path: str | None):
+	"""Connect to the account's servers and say whether it works (and until when an OAuth sign-in holds)."""
 	names = selected_accounts(state, account, incoming=False)
 	ask_passwords(state.config, names, password_prompt())
+	attach_token_sources(state.config, names, db_path)
 	bad = False
 	for name in names:
 		result = test_connection(state.config.accounts[name])

@@ -103,6 +103,13 @@ def load_config(path: str | os.PathLike | None = None, *, env: dict[str, str] | 
 			if variable not in env:
 				raise ConfigError(f"environment variable {variable} (password_env) is not set", account=name)
 			table["password"] = env[variable]
+		variable = table.pop("oauth_client_secret_env", None)
+		if variable:
+			if variable not in env:
+				raise ConfigError(
+					f"environment variable {variable} (oauth_client_secret_env) is not set", account=name
+				)
+			table["oauth_client_secret"] = env[variable]
 		accounts[name] = account_from_mapping(table, name=name, domains=domains)
 	check_defaults(accounts.values())
 

@@ -16,6 +16,7 @@ from ..engine.sync import AccountReport
 from ..sqlite_store import SQLiteStore
 from .config import ask_passwords, site_settings
 from .group import CliState, err, out, password_prompt, selected_accounts
+from .oauth import attach_token_sources
 
 
 @click.command()
@@ -33,6 +34,7 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 	names = selected_accounts(state, account, incoming=True)
 	config = state.config
 	ask_passwords(config, names, password_prompt())
+	attach_token_sources(config, names, db_path)
 	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
 	site = site_settings(config) if jobs.needs_site(config.accounts.values()) else None
 	parse_process = parse_process_from_env()

@@ -42,6 +42,7 @@ from ..engine.outbox import QUEUED, SENT, FlushReport, default_outgoing, queue_m
 from ..sqlite_store import SQLiteStore
 from .config import ask_passwords, site_settings
 from .group import CliState, err, out, password_prompt
+from .oauth import attach_token_sources
 
 
 def _read_body(body_file: str | None, html_file: str | None) -> tuple[str | None, str | None]:
@@ -124,6 +125,7 @@ def send(
 		attachments=tuple(_attachment(p) for p in attach),
 	)
 	ask_passwords(config, [settings.name], password_prompt())
+	attach_token_sources(config, [settings.name], db_path)
 	settings = config.accounts[settings.name]
 	site = site_settings(config)
 	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
@@ -170,6 +172,7 @@ def flush_command(state: CliState, account: tuple[str, ...], db_path: str | None
 			raise ConfigError(f"no account with enable_outgoing in {config.path}")
 	names = [a.name for a in accounts]
 	ask_passwords(config, names, password_prompt())
+	attach_token_sources(config, names, db_path)
 	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
 	try:
 		report = jobs.send_due(store, [config.accounts[n] for n in names])

@@ -6,8 +6,10 @@ part's message (its title and words), never an exception out of ``check_account`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from .errors import EmailSyncError, FolderMissing
@@ -88,8 +90,25 @@ def _check_smtp(account: AccountSettings, part: Part) -> None:
 		)
 
 
+def _check_sign_in(account: AccountSettings, part: Part) -> None:
+	from .transports.sasl import require_source
+
+	source = require_source(account)
+	source.access_token()
+	kind = "app-only token" if account.oauth.flow == "client_credentials" else "access token"
+	expires = datetime.fromtimestamp(source.expires_at, timezone.utc)
+	minutes = max(0, round((source.expires_at - time.time()) / 60))
+	part.message = f"signed in; {kind} valid until {expires:%Y-%m-%d %H:%M:%S} UTC (in {minutes} min)"
+
+
 def check_account(account: AccountSettings) -> CheckResult:
 	result = CheckResult(account)
+	if account.uses_oauth:
+		part = Part(f"Sign-in (OAuth, {account.oauth.provider}, {account.oauth.flow} flow)")
+		part.server = account.oauth.token_url.split("/")[2] if "//" in account.oauth.token_url else ""
+		result.parts.append(_guarded(part, lambda p: _check_sign_in(account, p)))
+		if not part.ok:
+			return result
 	if account.enable_incoming:
 		protocol = "IMAP" if account.use_imap else "POP3"
 		part = Part(f"Incoming ({protocol})", server=f"{account.email_server}:{account.port}")

@@ -89,6 +89,41 @@ class ServerRefused(TransportError):
 		super().__init__(message, hint=hint)
 
 
+# -- OAuth 2.0 sign-in ------------------------------------------------------------------------
+
+
+class SignInError(AuthenticationFailed):
+	"""Getting an OAuth 2.0 access token failed, or a mail server refused the one it got."""
+
+	title = "Sign-in failed"
+
+
+class SignInRequired(SignInError):
+	"""There is no sign-in to use: never signed in, signed out, or the grant was revoked or expired.
+
+	Only a person can fix it (sign in again); trying again later does not help."""
+
+	title = "Sign-in needed"
+
+
+class OAuthSettingsRefused(SignInError):
+	"""The provider refused the app's settings: client id or secret, tenant, scopes, redirect URI."""
+
+	title = "OAuth settings refused"
+
+
+class AuthorizationDenied(SignInError):
+	"""The person (or an admin policy) said no at the provider, or took too long to say yes."""
+
+	title = "Sign-in not authorised"
+
+
+class TokenServiceUnreachable(TransportError):
+	"""The provider's token endpoint did not answer (or answered 5xx): worth trying again later."""
+
+	title = "Sign-in service unreachable"
+
+
 # -- sending ---------------------------------------------------------------------------------
 
 

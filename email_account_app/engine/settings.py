@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConditionError, ConfigError
+from .oauth import KEYS as OAUTH_KEYS
+from .oauth import OAuthSettings, oauth_from_mapping, provider_servers
 from .presets import preset_for
 
 SYNC_OPTIONS = ("ALL", "UNSEEN")
@@ -116,12 +118,22 @@ class AccountSettings:
 	append_emails_to_sent_folder: bool = False
 	sent_folder_name: str | None = None
 
+	# sign-in: a password, or OAuth 2.0 (core's auth_method "OAuth") with these settings
+	oauth: OAuthSettings | None = None
+	#: what the transports ask for access tokens (an ``oauth.TokenSource``); the shell that built
+	#: these settings attaches it (``dataclasses.replace``), as it fills in the password
+	token_source: Any = field(default=None, repr=False, compare=False)
+
 	# -- derived -----------------------------------------------------------------------------
 
 	@property
 	def login(self) -> str:
 		"""The user name to log in with: the login id when set, else the address."""
 		return self.login_id or self.email_id
+
+	@property
+	def uses_oauth(self) -> bool:
+		return self.oauth is not None
 
 	@property
 	def port(self) -> int:
@@ -325,6 +337,7 @@ def account_from_mapping(
 	fill: dict[str, Any] = {}
 	if use_presets:
 		fill.update(preset_for(domain_part) or {})
+		fill.update(provider_servers(data))
 	domain = domains.get(domain_name) or domains.get(domain_part)
 	if domain is not None:
 		fill.update(domain.filled())
@@ -333,7 +346,7 @@ def account_from_mapping(
 	for key, value in fill.items():
 		values[key] = value
 	for key, raw in data.items():
-		if key not in _ACCOUNT_FIELDS or key in ("name", "email_id", "folders"):
+		if key not in _ACCOUNT_FIELDS or key in ("name", "email_id", "folders", "oauth", "token_source"):
 			continue
 		if raw is None or (raw == "" and key not in _BOOL_FIELDS):
 			continue
@@ -352,10 +365,17 @@ def account_from_mapping(
 		else:
 			values[key] = _text(raw)
 	values["folders"] = _folders(data.get("folders") or data.get("imap_folder"), problems)
+	values["oauth"] = oauth_from_mapping(data, problems)
 	if domain is not None:
 		values["domain"] = domain.domain_name
 
-	unknown = sorted(set(data) - _ACCOUNT_FIELDS - _IGNORED_KEYS - {"imap_folder"})
+	unknown = sorted(
+		set(data)
+		- _ACCOUNT_FIELDS
+		- _IGNORED_KEYS
+		- set(OAUTH_KEYS)
+		- {"imap_folder", "oauth", "token_source"}
+	)
 	if unknown:
 		problems.append("unknown setting(s): " + ", ".join(unknown))
 	if problems:
@@ -398,7 +418,7 @@ def validate_account(account: AccountSettings) -> None:
 			and any(f.folder_name.upper() != "INBOX" for f in account.folders)
 		):
 			p.append("POP3 reads only the inbox: folders need IMAP (set use_imap)")
-		if not account.password and not account.awaiting_password:
+		if not account.password and not account.awaiting_password and not account.uses_oauth:
 			p.append("incoming is enabled but there is no password (or set awaiting_password)")
 	if account.ascii_encode_password and account.password and not account.password.isascii():
 		p.append("the password has characters that are not ASCII: turn off ascii_encode_password")
@@ -418,7 +438,12 @@ def validate_account(account: AccountSettings) -> None:
 			p.append(
 				"use_tls (STARTTLS) and use_ssl_for_outgoing are both set: choose one (SSL for 465, STARTTLS for 587)"
 			)
-		if not account.no_smtp_authentication and not account.password and not account.awaiting_password:
+		if (
+			not account.no_smtp_authentication
+			and not account.password
+			and not account.awaiting_password
+			and not account.uses_oauth
+		):
 			p.append("outgoing needs a password, or set no_smtp_authentication")
 	for where, expression in [("condition", account.condition)] + [
 		(f"condition of folder {f.folder_name!r}", f.condition) for f in account.folders

@@ -30,6 +30,7 @@ from . import (
 	login_failed,
 	network_error,
 	require_encodable_password,
+	sasl,
 	scrub,
 	security_of,
 	server_refused,
@@ -135,6 +136,9 @@ class ImapMailbox:
 
 	def _login(self) -> None:
 		acct = self.account
+		if acct.uses_oauth:
+			self._oauth_login()
+			return
 		password = acct.password or ""
 		require_encodable_password(acct)
 		if (acct.login + password).isascii():
@@ -143,6 +147,31 @@ class ImapMailbox:
 			self._client.plain_login(acct.login, password)
 		self._logged_in = True
 		log.debug("logged in to %s as %s", self.server, acct.login)
+
+	def _oauth_login(self) -> None:
+		"""AUTHENTICATE OAUTHBEARER or XOAUTH2, whichever the server offers (see ``sasl``)."""
+		acct = self.account
+		source = sasl.require_source(acct)
+		offered = [_text(c)[5:] for c in self._client.capabilities() if _text(c).upper().startswith("AUTH=")]
+		mechanism = sasl.choose(offered)
+		if mechanism is None:
+			raise sasl.no_mechanism(self.server, offered)
+
+		def attempt(token: str) -> None:
+			conversation = sasl.Conversation(mechanism, acct.login, token, acct.email_server, acct.port)
+			try:
+				self._client._imap.authenticate(mechanism, conversation)
+			except imaplib.IMAP4.abort:
+				raise
+			except imaplib.IMAP4.error as exc:
+				words = scrub(self._words(exc), token)
+				raise sasl.Refused(
+					f"{words} ({conversation.error})" if conversation.error else words
+				) from None
+
+		sasl.login(source, attempt, server=self.server, login_name=acct.login, mechanism=mechanism)
+		self._logged_in = True
+		log.debug("signed in to %s as %s with %s", self.server, acct.login, mechanism)
 
 	@contextmanager
 	def _errors(self, action: str) -> Iterator[None]:

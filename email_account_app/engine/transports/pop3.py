@@ -6,6 +6,7 @@ what to do and never the password.
 
 from __future__ import annotations
 
+import base64
 import logging
 import poplib
 import ssl
@@ -19,6 +20,7 @@ from . import (
 	login_failed,
 	network_error,
 	require_encodable_password,
+	sasl,
 	scrub,
 	security_of,
 	server_refused,
@@ -99,11 +101,52 @@ class Pop3Mailbox:
 			self._client.stls(context)
 
 	def _login(self) -> None:
+		if self.account.uses_oauth:
+			self._oauth_login()
+			return
 		require_encodable_password(self.account)
 		self._client.user(self.account.login)
 		self._client.pass_(self.account.password or "")
 		self._logged_in = True
 		log.debug("logged in to %s as %s", self.server, self.account.login)
+
+	def _oauth_login(self) -> None:
+		"""AUTH OAUTHBEARER or XOAUTH2 (RFC 5034), whichever the server offers (see ``sasl``).
+
+		The response goes on a line of its own after the server's "+" (a token is longer than the
+		255 octets a command line with an initial response may have)."""
+		acct = self.account
+		source = sasl.require_source(acct)
+		offered = next((c.split()[1:] for c in self.capabilities() if c.upper().startswith("SASL")), [])
+		mechanism = sasl.choose(offered)
+		if mechanism is None:
+			raise sasl.no_mechanism(self.server, offered)
+		client = self._client
+
+		def attempt(token: str) -> None:
+			conversation = sasl.Conversation(mechanism, acct.login, token, acct.email_server, acct.port)
+			try:
+				client._putcmd(f"AUTH {mechanism}")
+				client._getresp()  # "+ ": go on
+				client._putcmd(_b64(conversation()))
+				answer = client._getresp()
+				if not answer.startswith(b"+OK"):  # "+ <error challenge>"
+					conversation(base64.b64decode(answer[1:].strip() or b"", validate=False))
+					client._putcmd(_b64(sasl.FAILURE_REPLY[mechanism]))
+					answer = client._getresp()  # -ERR, raised as error_proto
+					raise sasl.Refused(conversation.error or "refused")
+			except poplib.error_proto as exc:
+				detail = exc.args[0] if exc.args else b""
+				if not isinstance(detail, bytes):
+					raise
+				words = scrub(detail.decode("utf-8", "replace").strip(), token)
+				raise sasl.Refused(
+					f"{words} ({conversation.error})" if conversation.error else words
+				) from None
+
+		sasl.login(source, attempt, server=self.server, login_name=acct.login, mechanism=mechanism)
+		self._logged_in = True
+		log.debug("signed in to %s as %s with %s", self.server, acct.login, mechanism)
 
 	@contextmanager
 	def _errors(self, action: str, *, login: bool = False) -> Iterator[None]:
@@ -172,6 +215,10 @@ def _pairs(lines: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
 	for line in lines:
 		first, _, rest = line.strip().partition(b" ")
 		yield first, rest.strip()
+
+
+def _b64(data: bytes) -> str:
+	return base64.b64encode(data).decode("ascii")
 
 
 def _joined(lines: list[bytes]) -> bytes:

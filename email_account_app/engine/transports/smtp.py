@@ -36,6 +36,7 @@ from . import (
 	TLS_CHOICE_HINT,
 	network_error,
 	require_encodable_password,
+	sasl,
 	scrub,
 	tls_context,
 )
@@ -188,6 +189,9 @@ class SmtpSender:
 				hint="Turn on no_smtp_authentication if this server takes mail without a login; many "
 				"servers offer a login only over TLS (use_tls or use_ssl_for_outgoing).",
 			)
+		if account.uses_oauth:
+			self._oauth_login(smtp)
+			return
 		require_encodable_password(account)
 		password = account.password or ""
 		if password.isascii() and account.login.isascii():
@@ -195,6 +199,37 @@ class SmtpSender:
 		else:
 			self._login_utf8(smtp, account.login, password, account.password_encoding)
 		log.debug("%s: logged in as %s", self.server, account.login)
+
+	def _oauth_login(self, smtp: smtplib.SMTP) -> None:
+		"""AUTH OAUTHBEARER or XOAUTH2 (with an initial response), whichever the server offers."""
+		account = self.account
+		source = sasl.require_source(account)
+		offered = smtp.esmtp_features.get("auth", "").split()
+		mechanism = sasl.choose(offered)
+		if mechanism is None:
+			raise sasl.no_mechanism(self.server, offered)
+
+		def attempt(token: str) -> None:
+			conversation = sasl.Conversation(
+				mechanism, account.login, token, account.smtp_server, account.outgoing_port
+			)
+			code, response = smtp.docmd("AUTH", f"{mechanism} {_b64(conversation())}")
+			if code == 334:  # the error challenge of a failed exchange
+				conversation(base64.b64decode(response or b"", validate=False))
+				code, response = smtp.docmd(_b64(sasl.FAILURE_REPLY[mechanism]))
+			if code == 235:
+				return
+			words = scrub(_words(code, response), token)
+			if 400 <= code < 500 and code != 454:
+				raise ServerRefused(
+					f"{self.server} cannot sign {account.login!r} in right now: {words}",
+					server_text=words,
+					hint="This is on the server's side; try again later.",
+				)
+			raise sasl.Refused(f"{words} ({conversation.error})" if conversation.error else words)
+
+		sasl.login(source, attempt, server=self.server, login_name=account.login, mechanism=mechanism)
+		log.debug("%s: signed in as %s with %s", self.server, account.login, mechanism)
 
 	def _login_utf8(self, smtp: smtplib.SMTP, login: str, password: str, encoding: str) -> None:
 		"""AUTH PLAIN (or LOGIN) with UTF-8 bytes: smtplib encodes credentials as ASCII only."""
