@@ -6,6 +6,12 @@ nothing is marked read by fetching, parse, route, and hand each message to the S
 commits the message, what it creates and the cursor together. Only then, in UNSEEN mode, is the
 message flagged \\Seen on the server. A message that fails is recorded with its raw bytes and the
 error, and the pull goes on.
+
+A crash between a commit and its flag leaves stored mail unseen: the next pull flags what lies
+between the cursor's ``seen_uid`` and ``last_uid`` and the store knows (by UID, or by Message-ID for
+a duplicate, which commits only the cursor). After a UIDVALIDITY change every UID is new: the pull
+recognises the mail it holds by Message-ID, fetches only the rest, and in UNSEEN mode flags the
+held mail \\Seen before it writes a cursor of the new UIDVALIDITY, since nothing would flag it later.
 """
 
 from __future__ import annotations
@@ -242,6 +248,11 @@ class Puller:
 		pending = [uid for uid in found if seen_uid < uid <= last_uid]
 		known = self.store.known_uids(self.account.name, folder, uidvalidity, among=[str(u) for u in pending])
 		committed = [uid for uid in pending if str(uid) in known]
+		others = [uid for uid in pending if str(uid) not in known]
+		if others:  # a duplicate commits only the cursor, not its UID: recognise it by its Message-ID
+			ids = mailbox.fetch_message_ids(others)
+			held = self.store.known_message_ids(self.account.name, [i for i in ids.values() if i])
+			committed = sorted([*committed, *(uid for uid in others if ids.get(uid) in held)])
 		if committed:
 			mailbox.mark_seen(committed)
 		self.store.set_cursor(self.account.name, folder, Cursor(uidvalidity, last_uid, last_uid))
@@ -264,7 +275,13 @@ class Puller:
 		)
 		ids = mailbox.fetch_message_ids(uids)
 		known = self.store.known_message_ids(self.account.name, [i for i in ids.values() if i])
-		return [uid for uid in uids if not ids.get(uid) or ids[uid] not in known]
+		held = {uid for uid in uids if ids.get(uid) in known}
+		if unseen and held and not self.dry_run:
+			# Stored before the change, and still unseen: a crash came between its commit and its
+			# flag. Flag it now, before any cursor of the new UIDVALIDITY is written: nothing would
+			# flag it later (the new cursor starts past it, and the store knows it by its old UID).
+			mailbox.mark_seen(sorted(held))
+		return [uid for uid in uids if uid not in held]
 
 	def _read_ahead(
 		self, mailbox, uids: Sequence[int], sizes: dict[int, int]
