@@ -131,6 +131,25 @@ def test_imap_server_misbehaving_mid_pull(dovecot, store, imap_proxy, mail, case
 	then_a_healthy_pull_gets_everything_once(imap_proxy, acct, store, mail, dovecot)
 
 
+@pytest.mark.parametrize(
+	"plan",
+	[
+		{"action": "trickle", "trigger": FETCH, "after": 30_000},
+		{"action": "literal", "trigger": FETCH, "after": 30_000, "size": 100_000_000_000_000},
+		{"action": "garbage", "trigger": FETCH, "after": 30_000, "data": b"garbage\r\n"},
+	],
+	ids=["trickle", "literal", "garbage"],
+)
+def test_what_a_pull_committed_before_the_server_turned_hostile_stays(dovecot, store, imap_proxy, mail, plan):
+	"""Batches of 4 (about 17 KB): the first ones are stored, then the server misbehaves."""
+	acct = account(dovecot, imap_proxy.port)
+	imap_proxy.misbehave(**plan)
+	report = timed_pull(acct, store, batch_size=4)
+	assert report.error and 0 < report.stored < MESSAGES
+	assert len(stored(store)) == report.stored
+	then_a_healthy_pull_gets_everything_once(imap_proxy, acct, store, mail, dovecot)
+
+
 def test_the_100_tb_literal_says_what_to_do(dovecot, store, imap_proxy, mail):
 	imap_proxy.misbehave("literal", trigger=FETCH, size=100_000_000_000_000)
 	report = timed_pull(account(dovecot, imap_proxy.port), store)
