@@ -8,12 +8,15 @@ its Message-ID instead of its UID, and must flag it then: nothing else ever will
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -145,11 +148,31 @@ def test_kills_at_random_moments_and_uidvalidity_changes_lose_and_duplicate_noth
 		else:
 			assert not seen, "a pull in ALL mode flagged mail \\Seen"
 
-	def run(timeout: float | None) -> bool:
-		"""Run a pull; True if it completed, False if it was killed first."""
+	def committed() -> int:
+		if not db.exists():
+			return 0
+		try:
+			with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+				return conn.execute("SELECT COUNT(*) FROM communications").fetchone()[0]
+		except sqlite3.OperationalError:  # not created yet
+			return 0
+
+	def run(kill: str | None) -> bool:
+		"""Run a pull; True if it completed, False if it was killed first: after a random time
+		(``kill="timer"``), or at a random moment after its first commit (``kill="commit"``: what a
+		loaded machine would otherwise make rare)."""
+		before = committed()
 		proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
 		try:
-			_out, errors = proc.communicate(timeout=timeout)
+			if kill == "timer":
+				_out, errors = proc.communicate(timeout=rng.uniform(0.4, 1.5))
+			elif kill == "commit":
+				deadline = time.monotonic() + 60
+				while proc.poll() is None and committed() == before and time.monotonic() < deadline:
+					time.sleep(0.02)
+				_out, errors = proc.communicate(timeout=rng.uniform(0.0, 0.5))
+			else:
+				_out, errors = proc.communicate()
 		except subprocess.TimeoutExpired:
 			proc.send_signal(signal.SIGKILL)
 			proc.communicate()
@@ -165,7 +188,7 @@ def test_kills_at_random_moments_and_uidvalidity_changes_lose_and_duplicate_noth
 	for _attempt in range(60):
 		if kills >= KILLS:
 			break
-		if run(rng.uniform(0.5, 1.5)):
+		if run(rng.choice(["timer", "commit"])):
 			arrive(100)  # finished before the kill: more mail for the next runs to be killed in
 		else:
 			kills += 1
