@@ -15,7 +15,7 @@ from datetime import timedelta
 
 import pytest
 
-from email_account_app.engine.errors import ServerMisbehaved, ServerTooSlow
+from email_account_app.engine.errors import ConfigError, ServerMisbehaved, ServerTooSlow
 from email_account_app.engine.jobs import pull as pull_account
 from email_account_app.engine.outbox import flush, queue_mail
 from email_account_app.engine.settings import account_from_mapping
@@ -288,3 +288,12 @@ def test_outbox_flush_through_a_trickling_server_then_a_healthy_one_sends_each_m
 	flush(store, [acct], now=T0 + timedelta(hours=2))
 	assert sorted(d.rcpt_tos for d in smtp_plain.deliveries) == [("customer@client.test",)] * 3
 	assert {store.get_outgoing(m.name).status for m in mails} == {"Sent"}
+
+
+# -- the setting ------------------------------------------------------------------------------
+
+
+def test_pull_timeout_has_a_default_and_must_be_positive(dovecot):
+	assert account(dovecot, 1).pull_timeout == 2400
+	with pytest.raises(ConfigError, match="pull_timeout must be more than 0 seconds"):
+		account(dovecot, 1, pull_timeout=0)
