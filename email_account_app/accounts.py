@@ -46,7 +46,7 @@ DOMAIN_FIELDS = tuple(f.name for f in dataclasses.fields(DomainSettings))
 FOLDER_FIELDS = ("folder_name", "append_to", "condition")
 
 #: numbers where 0 (what an empty Int/Float/Data field gives) means "not set": the default applies
-UNSET_WHEN_ZERO = {"incoming_port", "smtp_port", "timeout"}
+UNSET_WHEN_ZERO = {"incoming_port", "smtp_port", "timeout", "pull_timeout"}
 DOMAIN_UNSET_WHEN_ZERO = {"incoming_port", "smtp_port", "attachment_limit"}
 
 #: the settings a domain or preset may fill in, by the server field that, when empty, lets them

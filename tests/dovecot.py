@@ -409,6 +409,27 @@ class Dovecot:
 			raise RuntimeError(f"doveadm could not change the UIDVALIDITY: {result.stdout}{result.stderr}")
 		return new
 
+	def renumber(self, user: str, folder: str = "INBOX") -> int:
+		"""Rebuild ``folder``'s index as a server does after losing it: a new UIDVALIDITY, and every
+		message gets a new UID (in the order Dovecot finds the files). Flags stay (Maildir keeps them
+		in the file names). Returns the new UIDVALIDITY."""
+		u = self.users[user]
+		maildir = self.dir / "mail" / u.login / "Maildir"
+		path = maildir if folder == "INBOX" else maildir / f".{folder.replace('/', '.')}"
+		with self.session(user) as client:
+			old = client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+		for _attempt in range(50):  # an IMAP process of a killed client may still write the index
+			for name in os.listdir(path):
+				if name == "dovecot-uidlist" or name.startswith("dovecot.index"):
+					with contextlib.suppress(FileNotFoundError):
+						os.remove(path / name)
+			with self.session(user) as client:
+				new = client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+			if new != old:
+				return new
+			time.sleep(0.1)
+		raise RuntimeError(f"the UIDVALIDITY of {folder} did not change")
+
 	def flags(self, user: str, folder: str = "INBOX") -> dict[int, tuple[str, ...]]:
 		"""UID -> flags as text, e.g. ("\\\\Seen",), of every message in ``folder`` (\\\\Recent left out)."""
 		with self.session(user) as client:

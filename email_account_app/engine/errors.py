@@ -75,6 +75,25 @@ class ConnectionLost(TransportError):
 	title = "Connection lost"
 
 
+class ServerTooSlow(ConnectionTimeout):
+	"""The server kept answering, but one command took longer than its bound (a trickle)."""
+
+	title = "Server too slow"
+
+
+class ServerMisbehaved(TransportError):
+	"""The server sent what no honest server sends: a literal, line or reply beyond every bound,
+	or something that is not the protocol."""
+
+	title = "Server misbehaved"
+
+
+class TimeLimitReached(TransportError):
+	"""A pull ran out of its time (``pull_timeout``); the next one goes on where it stopped."""
+
+	title = "Time limit reached"
+
+
 class FolderMissing(TransportError):
 	title = "Folder not found"
 

@@ -98,6 +98,8 @@ class AccountSettings:
 	unreplied_for_mins: int = 30
 	send_notification_to: str | None = None
 	timeout: float = 30.0
+	#: a pull stops after this many seconds (below a worker's job timeout); the next goes on from there
+	pull_timeout: float = 2400.0
 
 	# outgoing
 	enable_outgoing: bool = False
@@ -412,6 +414,8 @@ def validate_account(account: AccountSettings) -> None:
 			p.append("attachment_limit cannot be negative")
 		if account.timeout <= 0:
 			p.append("timeout must be more than 0 seconds")
+		if account.pull_timeout <= 0:
+			p.append("pull_timeout must be more than 0 seconds")
 		if (
 			not account.use_imap
 			and account.folders

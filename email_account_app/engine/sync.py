@@ -6,6 +6,12 @@ nothing is marked read by fetching, parse, route, and hand each message to the S
 commits the message, what it creates and the cursor together. Only then, in UNSEEN mode, is the
 message flagged \\Seen on the server. A message that fails is recorded with its raw bytes and the
 error, and the pull goes on.
+
+A crash between a commit and its flag leaves stored mail unseen: the next pull flags what lies
+between the cursor's ``seen_uid`` and ``last_uid`` and the store knows (by UID, or by Message-ID for
+a duplicate, which commits only the cursor). After a UIDVALIDITY change every UID is new: the pull
+recognises the mail it holds by Message-ID, fetches only the rest, and in UNSEEN mode flags the
+held mail \\Seen before it writes a cursor of the new UIDVALIDITY, since nothing would flag it later.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,7 +27,7 @@ from datetime import datetime, timezone
 from typing import Any, cast
 
 from .compose import SiteSettings
-from .errors import EmailSyncError, TransportError
+from .errors import EmailSyncError, TimeLimitReached, TransportError
 from .parse_worker import ParseWorker
 from .parsing import IncomingMessage, parse_message
 from .routing import Router
@@ -136,7 +143,7 @@ class Puller:
 	):
 		self.account = account
 		self.store = store
-		self.mailbox_factory = mailbox_factory or _open_incoming
+		self.mailbox_factory = mailbox_factory or self._open_incoming
 		self.router = router or Router(account, store, site=site, now=now)
 		self.dry_run = dry_run
 		self.progress = progress
@@ -149,17 +156,26 @@ class Puller:
 		self.parse_process = parse_process
 		self._worker: ParseWorker | None = None
 		self.report = AccountReport(account.name, keep_messages=keep_messages or dry_run)
+		#: when the pull stops (time.monotonic()), whatever is left: account.pull_timeout from the start
+		self.stop_at: float | None = None
 
 	# -- entry ---------------------------------------------------------------------------------
 
 	def run(self) -> AccountReport:
+		self.stop_at = time.monotonic() + self.account.pull_timeout
 		try:
 			with self.mailbox_factory(self.account) as mailbox:
 				if self.account.use_imap:
 					for folder in self.account.sync_folders:
+						self._check_time()
 						self._pull_imap_folder(mailbox, folder)
 				else:
 					self._pull_pop3(mailbox)
+		except TimeLimitReached:
+			exc = self._time_limit()
+			self.report.error = str(exc)
+			self.report.error_title = exc.title
+			log.warning("pull of %s stopped: %s", self.account.name, exc)
 		except EmailSyncError as exc:
 			self.report.error = str(exc)
 			self.report.error_title = exc.title
@@ -169,6 +185,22 @@ class Puller:
 				self._worker.close()
 				self._worker = None
 		return self.report
+
+	def _open_incoming(self, account: AccountSettings):
+		from .transports import open_incoming
+
+		return open_incoming(account, stop_at=self.stop_at)
+
+	def _check_time(self) -> None:
+		if self.stop_at is not None and time.monotonic() >= self.stop_at:
+			raise self._time_limit()
+
+	def _time_limit(self) -> TimeLimitReached:
+		return TimeLimitReached(
+			f"The pull of {self.account.name} stopped after {self.account.pull_timeout:g} seconds, its time "
+			"limit (pull_timeout), with mail still to read.",
+			hint="Nothing is lost: the next pull goes on where this one stopped.",
+		)
 
 	def _use_parse_process(self, count: int) -> bool:
 		if self.parse_process is not None:
@@ -229,6 +261,7 @@ class Puller:
 				self.store.set_cursor(self.account.name, name, Cursor(status.uidvalidity, last_uid, seen_uid))
 			if self.progress:
 				self.progress(name, done, total)
+			self._check_time()
 		if not self.dry_run:
 			# everything read is now flagged (UNSEEN mode), and the cursor may move up to UIDNEXT - 1
 			seen_uid = max(high, last_uid) if unseen else None
@@ -242,6 +275,11 @@ class Puller:
 		pending = [uid for uid in found if seen_uid < uid <= last_uid]
 		known = self.store.known_uids(self.account.name, folder, uidvalidity, among=[str(u) for u in pending])
 		committed = [uid for uid in pending if str(uid) in known]
+		others = [uid for uid in pending if str(uid) not in known]
+		if others:  # a duplicate commits only the cursor, not its UID: recognise it by its Message-ID
+			ids = mailbox.fetch_message_ids(others)
+			held = self.store.known_message_ids(self.account.name, [i for i in ids.values() if i])
+			committed = sorted([*committed, *(uid for uid in others if ids.get(uid) in held)])
 		if committed:
 			mailbox.mark_seen(committed)
 		self.store.set_cursor(self.account.name, folder, Cursor(uidvalidity, last_uid, last_uid))
@@ -264,7 +302,13 @@ class Puller:
 		)
 		ids = mailbox.fetch_message_ids(uids)
 		known = self.store.known_message_ids(self.account.name, [i for i in ids.values() if i])
-		return [uid for uid in uids if not ids.get(uid) or ids[uid] not in known]
+		held = {uid for uid in uids if ids.get(uid) in known}
+		if unseen and held and not self.dry_run:
+			# Stored before the change, and still unseen: a crash came between its commit and its
+			# flag. Flag it now, before any cursor of the new UIDVALIDITY is written: nothing would
+			# flag it later (the new cursor starts past it, and the store knows it by its old UID).
+			mailbox.mark_seen(sorted(held))
+		return [uid for uid in uids if uid not in held]
 
 	def _read_ahead(
 		self, mailbox, uids: Sequence[int], sizes: dict[int, int]
@@ -352,6 +396,7 @@ class Puller:
 			self._handle(location, raw, folder, marker, oversized=oversized, size=sizes.get(number))
 			if self.progress:
 				self.progress(folder.folder_name, done, len(new))
+			self._check_time()
 
 	# -- one message ---------------------------------------------------------------------------
 
@@ -471,9 +516,3 @@ class Puller:
 		"""The store as the one that sends: with ``site``, a shell hands a store that holds an
 		outbox too (``jobs.pull``; both stores implement every port)."""
 		return cast("SendStore", self.store)
-
-
-def _open_incoming(account: AccountSettings):
-	from .transports import open_incoming
-
-	return open_incoming(account)

@@ -2,7 +2,9 @@
 
 Fetching uses BODY.PEEK, so reading never marks mail \\Seen; only ``mark_seen`` does. Every
 failure comes out as one of the engine's errors (see ``_errors``), with a message that says
-what to do and never the password.
+what to do and never the password. Everything the server sends is read through a ``Guard``
+(guard.py): a command has a time bound besides the read timeout, and a literal may not be larger
+than the largest message the account downloads.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from imapclient import IMAPClient
-from imapclient.exceptions import LoginError
+from imapclient import IMAPClient, imap4, tls
+from imapclient.exceptions import LoginError, ProtocolError
 from imapclient.imapclient import SocketTimeout
 
-from ..errors import EmailSyncError, FolderMissing, ServerRefused, TLSFailed
+from ..errors import EmailSyncError, FolderMissing, ServerMisbehaved, ServerRefused, TLSFailed
 from ..settings import AccountSettings
 from . import (
 	connection_lost,
@@ -36,6 +38,7 @@ from . import (
 	server_refused,
 	uid_batches,
 )
+from .guard import MB, Guard, GuardedReader, Limits
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,8 @@ ClientFactory = Callable[[str, int, bool, "ssl.SSLContext | None", SocketTimeout
 
 #: UIDs per command for small items (sizes, Message-IDs, flags)
 META_BATCH = 500
+#: the longest line a server may send (a SEARCH result is one line: ~8 bytes a message)
+MAX_LINE = 16 * MB
 SPECIAL_USES = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash")
 SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "[Gmail]/Sent Mail")
 APPENDUID_RE = re.compile(rb"\[APPENDUID \d+ (\d+)\]", re.IGNORECASE)
@@ -71,21 +76,90 @@ class FolderStatus:
 	unseen: int | None = None
 
 
-def _default_factory(
-	host: str, port: int, use_ssl: bool, context: ssl.SSLContext | None, timeout: SocketTimeout
-) -> IMAPClient:
-	return IMAPClient(host, port=port, ssl=use_ssl, ssl_context=context, timeout=timeout)
+class _Guarded:
+	"""imaplib's reading and writing, through a Guard; a command begins with its tag."""
+
+	def __init__(self, *args, guard: Guard, **kwargs):
+		self.guard = guard
+		super().__init__(*args, **kwargs)
+
+	def _reader(self) -> GuardedReader:
+		"""``file``, made a guarded reader again when the connection got a new one (STARTTLS)."""
+		if not isinstance(self.file, GuardedReader):
+			self.file = self.guard.reader(self.sock)
+		return self.file
+
+	def read(self, size: int) -> bytes:
+		return self.guard.read(self._reader(), size)
+
+	def readline(self) -> bytes:
+		return self.guard.readline(self._reader())
+
+	def send(self, data: bytes) -> None:
+		self.guard.sendall(self.sock, data)
+
+	def _new_tag(self):
+		self.guard.begin()
+		return super()._new_tag()
+
+	def _append_untagged(self, typ, dat) -> None:
+		self.guard.count_response()
+		super()._append_untagged(typ, dat)
+
+
+class _GuardedIMAP4(_Guarded, imap4.IMAP4WithTimeout):
+	pass
+
+
+class _GuardedIMAP4TLS(_Guarded, tls.IMAP4_TLS):
+	pass
+
+
+class GuardedIMAPClient(IMAPClient):
+	"""An IMAPClient whose connection reads and writes through ``guard``."""
+
+	def __init__(self, *args, guard: Guard, **kwargs):
+		self._guard = guard
+		super().__init__(*args, **kwargs)
+
+	def _create_IMAP4(self):
+		connect_timeout = getattr(self._timeout, "connect", None)
+		if self.ssl:
+			return _GuardedIMAP4TLS(
+				self.host, self.port, self.ssl_context, connect_timeout, guard=self._guard
+			)
+		return _GuardedIMAP4(self.host, self.port, connect_timeout, guard=self._guard)
 
 
 class ImapMailbox:
 	"""One logged-in IMAP session; use it as a context manager."""
 
-	def __init__(self, account: AccountSettings, *, client_factory: ClientFactory | None = None):
+	def __init__(
+		self,
+		account: AccountSettings,
+		*,
+		client_factory: ClientFactory | None = None,
+		stop_at: float | None = None,
+	):
+		"""``stop_at``: a ``time.monotonic()`` moment at which every command ends (a pull's time limit)."""
 		self.account = account
 		self.server = f"{account.email_server}:{account.port}"
-		self._factory = client_factory or _default_factory
+		self._factory = client_factory or self._guarded_client
 		self._client: IMAPClient | None = None
 		self._logged_in = False
+		self._guard = Guard(
+			self.server,
+			account.timeout,
+			Limits.for_messages(account.message_size_limit, line=MAX_LINE),
+			stop_at=stop_at,
+		)
+
+	def _guarded_client(
+		self, host: str, port: int, use_ssl: bool, context: ssl.SSLContext | None, timeout: SocketTimeout
+	) -> IMAPClient:
+		return GuardedIMAPClient(
+			host, port=port, ssl=use_ssl, ssl_context=context, timeout=timeout, guard=self._guard
+		)
 
 	# -- session -------------------------------------------------------------------------------
 
@@ -112,6 +186,8 @@ class ImapMailbox:
 		if client is None:
 			return
 		try:
+			if self._guard.broken:  # in the middle of a reply: no LOGOUT, it would read that reply
+				raise ConnectionAbortedError("the session was broken off")
 			client.logout()
 		except Exception as exc:
 			log.debug("logout from %s failed (%s); shutting the connection down", self.server, exc)
@@ -183,11 +259,19 @@ class ImapMailbox:
 			raise
 		except LoginError as exc:
 			raise login_failed(self.server, acct.login, self._words(exc)) from exc
+		except ProtocolError as exc:  # a reply imapclient cannot parse
+			self._guard.broken = True
+			raise _not_imap(self.server, self._words(exc)) from exc
 		except imaplib.IMAP4.abort as exc:  # EOF or BYE: the server hung up
-			raise connection_lost(self.server, self._words(exc), connecting=not self._logged_in) from exc
+			self._guard.broken = True
+			words = self._words(exc)
+			if "unexpected response" in words:
+				raise _not_imap(self.server, words) from exc
+			raise connection_lost(self.server, words, connecting=not self._logged_in) from exc
 		except imaplib.IMAP4.error as exc:  # NO or BAD
 			raise server_refused(self.server, action, self._words(exc)) from exc
 		except OSError as exc:
+			self._guard.broken = True
 			connecting = not self._logged_in
 			raise network_error(
 				exc, acct.email_server, acct.port, acct.timeout, connecting=connecting
@@ -349,6 +433,15 @@ class ImapMailbox:
 
 
 # -- helpers ----------------------------------------------------------------------------------
+
+
+def _not_imap(server: str, words: str) -> ServerMisbehaved:
+	shown = words if len(words) <= 200 else words[:200] + "..."
+	return ServerMisbehaved(
+		f"{server} sent a reply that is not IMAP ({shown}).",
+		hint="This is a fault of the server (or of something between it and here): tell its administrator. "
+		"Nothing is lost: the next pull starts again where this one stopped.",
+	)
 
 
 def _text(value: bytes | str) -> str:

@@ -1,7 +1,10 @@
 """A POP3 mailbox on poplib: connect, log in, list by UIDL, retrieve. It never deletes anything.
 
 Every failure comes out as one of the engine's errors (see ``_errors``), with a message that says
-what to do and never the password.
+what to do and never the password. Everything the server sends is read through a ``Guard``
+(guard.py): a command has a time bound besides the read timeout, a line may be ``MAX_LINE`` bytes
+long (poplib's own bound, 2 KB, is too short for real mail, and is left as it is), and a reply may
+not be larger than the largest message the account downloads.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ..errors import EmailSyncError, TLSFailed
+from ..errors import EmailSyncError, ServerMisbehaved, TLSFailed
 from ..settings import AccountSettings
 from . import (
 	connection_lost,
@@ -25,33 +28,87 @@ from . import (
 	security_of,
 	server_refused,
 )
+from .guard import MB, Guard, GuardedReader, Limits
 
 log = logging.getLogger(__name__)
 
 #: (host, port, ssl, ssl_context, timeout) -> a connected, not yet logged-in POP3 client
 ClientFactory = Callable[[str, int, bool, "ssl.SSLContext | None", float], poplib.POP3]
 
-# poplib refuses lines over 2048 bytes; real mail (HTML above all) has longer ones.
-poplib._MAXLINE = max(poplib._MAXLINE, 1024 * 1024)
+#: the longest line a server may send (real mail, HTML above all, has lines far over poplib's 2 KB)
+MAX_LINE = MB
+#: lines in one reply: a message of base64 (76 characters a line) up to ~150 MB; each line is an
+#: object of its own in poplib's list, so their number bounds memory as much as their bytes do
+MAX_LINES = 2_000_000
+CR, LF, CRLF = b"\r", b"\n", b"\r\n"
 
 
-def _default_factory(
-	host: str, port: int, use_ssl: bool, context: ssl.SSLContext | None, timeout: float
-) -> poplib.POP3:
-	if use_ssl:
-		return poplib.POP3_SSL(host, port, timeout=timeout, context=context)
-	return poplib.POP3(host, port, timeout=timeout)
+class _Guarded:
+	"""poplib's reading and writing, through a Guard; a command begins with the line we send."""
+
+	def __init__(self, *args, guard: Guard, **kwargs):
+		self.guard = guard
+		super().__init__(*args, **kwargs)
+
+	def _putline(self, line: bytes) -> None:
+		self.guard.begin()
+		self.guard.sendall(self.sock, line + CRLF)
+
+	def _getline(self) -> tuple[bytes, int]:
+		if not isinstance(self.file, GuardedReader):  # a new connection, or a new one after STLS
+			self.file = self.guard.reader(self.sock)
+		line = self.guard.readline(self.file)
+		self.guard.count_response()
+		if not line:
+			raise poplib.error_proto("-ERR EOF")
+		octets = len(line)
+		# as poplib: a line ends in LF, CRLF, or starts with CR and ends in LF
+		if line[-2:] == CRLF:
+			return line[:-2], octets
+		if line[:1] == CR:
+			return line[1:-1], octets
+		return line[:-1], octets
+
+
+class GuardedPOP3(_Guarded, poplib.POP3):
+	pass
+
+
+class GuardedPOP3_SSL(_Guarded, poplib.POP3_SSL):
+	pass
 
 
 class Pop3Mailbox:
 	"""One logged-in POP3 session; use it as a context manager."""
 
-	def __init__(self, account: AccountSettings, *, client_factory: ClientFactory | None = None):
+	def __init__(
+		self,
+		account: AccountSettings,
+		*,
+		client_factory: ClientFactory | None = None,
+		stop_at: float | None = None,
+	):
+		"""``stop_at``: a ``time.monotonic()`` moment at which every command ends (a pull's time limit)."""
 		self.account = account
 		self.server = f"{account.email_server}:{account.port}"
-		self._factory = client_factory or _default_factory
+		self._factory = client_factory or self._guarded_client
 		self._client: poplib.POP3 | None = None
 		self._logged_in = False
+		self._guard = Guard(
+			self.server,
+			account.timeout,
+			Limits.for_messages(
+				account.message_size_limit, line=MAX_LINE, responses=MAX_LINES, overhead=16 * MB
+			),
+			stop_at=stop_at,
+		)
+
+	def _guarded_client(
+		self, host: str, port: int, use_ssl: bool, context: ssl.SSLContext | None, timeout: float
+	) -> poplib.POP3:
+		if use_ssl:
+			return GuardedPOP3_SSL(host, port, timeout=timeout, context=context, guard=self._guard)
+		return GuardedPOP3(host, port, timeout=timeout, guard=self._guard)
 
 	# -- session -------------------------------------------------------------------------------
 
@@ -79,6 +136,8 @@ class Pop3Mailbox:
 		if client is None:
 			return
 		try:
+			if self._guard.broken:  # in the middle of a reply: no QUIT, it would read that reply
+				raise ConnectionAbortedError("the session was broken off")
 			client.quit()
 		except Exception as exc:
 			log.debug("QUIT on %s failed (%s); closing the connection", self.server, exc)
@@ -159,12 +218,22 @@ class Pop3Mailbox:
 		except poplib.error_proto as exc:
 			detail = exc.args[0] if exc.args else ""
 			if not isinstance(detail, bytes):  # poplib's own words: EOF, line too long
+				self._guard.broken = True
 				raise connection_lost(self.server, str(detail), connecting=not self._logged_in) from exc
+			if not detail.startswith(b"-"):  # neither +OK nor -ERR: not POP3
+				self._guard.broken = True
+				shown = detail[:200].decode("utf-8", "replace")
+				raise ServerMisbehaved(
+					f"{self.server} sent a reply that is not POP3 ({shown!r}).",
+					hint="This is a fault of the server (or of something between it and here): tell its "
+					"administrator. Nothing is lost: the next pull starts again where this one stopped.",
+				) from exc
 			words = scrub(detail.decode("utf-8", "replace").strip(), acct.password)
 			if login:
 				raise login_failed(self.server, acct.login, words) from exc
 			raise server_refused(self.server, action, words) from exc
 		except OSError as exc:
+			self._guard.broken = True
 			connecting = not self._logged_in
 			raise network_error(
 				exc, acct.email_server, acct.port, acct.timeout, connecting=connecting

@@ -5,8 +5,12 @@ or plain (25), with a login unless ``no_smtp_authentication``. One session sends
 after the server drops it, the next ``send`` opens a new one. Every failure becomes one of the
 engine's errors: ``TemporarySendError`` (4xx, connection lost: try again later) or
 ``PermanentSendError`` (5xx, too large, every recipient refused) for a message, a
-``TransportError`` for the session itself. smtplib's protocol debug output is never turned on, so
-no AUTH line (and no password) reaches a log.
+``TransportError`` for the session itself (it could not be opened, or the server was too slow or
+sent what no SMTP server sends: the rest of the batch waits for the next flush). smtplib's
+protocol debug output is never turned on, so no AUTH line (and no password) reaches a log.
+Everything the server sends is read through a ``Guard`` (guard.py): each command has a time bound
+besides the read timeout, and a reply has at most ``MAX_REPLY_LINES`` lines of at most smtplib's
+8 KB.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from . import (
 	scrub,
 	tls_context,
 )
+from .guard import Guard, Limits
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,15 @@ SMTP_TLS_HINT = (
 RETRY_HINT = "The message stays in the outbox and is tried again later."
 
 SmtpFactory = Callable[[AccountSettings, "ssl.SSLContext | None"], smtplib.SMTP]
+
+#: lines in one reply (an EHLO reply has a dozen); the line length stays smtplib's (8 KB)
+MAX_REPLY_LINES = 1000
+REPLY_LIMITS = Limits(
+	line=smtplib._MAXLINE,
+	literal=0,
+	response=MAX_REPLY_LINES * (smtplib._MAXLINE + 2),
+	responses=MAX_REPLY_LINES,
+)
 
 
 @dataclass(frozen=True)
@@ -82,14 +96,63 @@ def _local_hostname() -> str:
 	return socket.getfqdn() or "localhost"
 
 
+class _GuardedFile:
+	"""What smtplib reads replies from: lines through the Guard, each one counted."""
+
+	def __init__(self, sock: socket.socket, guard: Guard):
+		self._file, self._guard = guard.reader(sock), guard
+
+	def readline(self, limit: int = -1) -> bytes:
+		line = self._guard.readline(self._file, limit if limit > 0 else None)
+		self._guard.count_response()
+		return line
+
+	def close(self) -> None:
+		self._file.close()
+
+
+class _Guarded:
+	"""smtplib's reading and writing, through a Guard; a command begins with what we send."""
+
+	def __init__(self, *args, guard: Guard, **kwargs):
+		self.guard = guard
+		super().__init__(*args, **kwargs)
+
+	def send(self, s: bytes | str) -> None:
+		if not self.sock:
+			raise smtplib.SMTPServerDisconnected("please run connect() first")
+		if isinstance(s, str):
+			s = s.encode(self.command_encoding)
+		self.guard.begin()
+		try:
+			self.guard.sendall(self.sock, s)
+		except OSError:
+			self.close()
+			raise smtplib.SMTPServerDisconnected("Server not connected")
+
+	def getreply(self):
+		if self.sock is not None and not isinstance(self.file, _GuardedFile):  # new, or after STARTTLS
+			self.file = _GuardedFile(self.sock, self.guard)
+		return super().getreply()
+
+
+class GuardedSMTP(_Guarded, smtplib.SMTP):
+	pass
+
+
+class GuardedSMTP_SSL(_Guarded, smtplib.SMTP_SSL):
+	pass
+
+
 def connect_smtp(account: AccountSettings, context: ssl.SSLContext | None) -> smtplib.SMTP:
 	"""A connected smtplib session (TLS already up for SSL; STARTTLS is done by SmtpSender)."""
 	host, port, timeout = account.smtp_server, account.outgoing_port, account.timeout
+	guard = Guard(f"{host}:{port}", timeout, REPLY_LIMITS)
 	if account.use_ssl_for_outgoing:
-		return smtplib.SMTP_SSL(
-			host, port, local_hostname=_local_hostname(), timeout=timeout, context=context
+		return GuardedSMTP_SSL(
+			host, port, local_hostname=_local_hostname(), timeout=timeout, context=context, guard=guard
 		)
-	return smtplib.SMTP(host, port, local_hostname=_local_hostname(), timeout=timeout)
+	return GuardedSMTP(host, port, local_hostname=_local_hostname(), timeout=timeout, guard=guard)
 
 
 def _text(value: bytes | str) -> str:
@@ -271,9 +334,12 @@ class SmtpSender:
 		smtp, self._smtp = self._smtp, None
 		if smtp is None:
 			return
+		if _broken(smtp):  # in the middle of a reply: no QUIT, it would read that reply
+			smtp.close()
+			return
 		try:
 			smtp.quit()
-		except (smtplib.SMTPException, OSError):
+		except (smtplib.SMTPException, OSError, TransportError):
 			smtp.close()
 
 	# -- sending ---------------------------------------------------------------------------------
@@ -334,6 +400,9 @@ class SmtpSender:
 		except smtplib.SMTPException as exc:
 			self._forget()
 			raise TemporarySendError(f"{self.server}: {exc}", hint=RETRY_HINT) from None
+		except TransportError:  # too slow, or a reply beyond every bound: the session is over
+			self._forget()
+			raise
 		except OSError as exc:
 			self._forget()
 			error = network_error(
@@ -354,6 +423,11 @@ class SmtpSender:
 	def _forget_if_closed(self) -> None:
 		if self._smtp is not None and self._smtp.sock is None:
 			self._smtp = None
+
+
+def _broken(smtp: smtplib.SMTP) -> bool:
+	guard = getattr(smtp, "guard", None)
+	return bool(guard is not None and guard.broken)
 
 
 def _abort(smtp: smtplib.SMTP | None) -> None:

@@ -66,6 +66,7 @@ class EmailSyncAccount(Document):
 		no_smtp_authentication: DF.Check
 		notify_if_unreplied: DF.Check
 		password: DF.Password | None
+		pull_timeout: DF.Float
 		received_count: DF.Int
 		send_notification_to: DF.SmallText | None
 		send_unsubscribe_message: DF.Check
