@@ -60,3 +60,28 @@ IMPORT_PATH = {"PYTHONPATH"}
 def test_the_engine_reads_no_environment_variable(path):
 	knobs = [(line, name) for line, name in _variables_read(_tree(path)) if name not in IMPORT_PATH]
 	assert not knobs, f"{path.name} reads environment variables {knobs}: pass them in as settings"
+
+
+def _module_names(tree: ast.Module) -> set[str]:
+	names = set()
+	for node in ast.walk(tree):
+		if isinstance(node, ast.Import):
+			names.update((a.asname or a.name).split(".")[0] for a in node.names)
+	return names
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ENGINE)))
+def test_the_engine_changes_no_library_global(path):
+	"""``poplib._MAXLINE = ...`` would change every POP3 client of the process: bounds are
+	arguments of the engine's own classes instead."""
+	tree = _tree(path)
+	modules = _module_names(tree)
+	for node in ast.walk(tree):
+		targets = node.targets if isinstance(node, ast.Assign) else []
+		if isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+			targets = [node.target]
+		for target in targets:
+			if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name):
+				assert target.value.id not in modules, (
+					f"{path.name}:{node.lineno} sets {target.value.id}.{target.attr}"
+				)
