@@ -14,7 +14,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta, timezone
 
-from .compose import OutgoingRequest, SiteSettings, format_address, looks_like_html
+from .compose import (
+	OutgoingRequest,
+	SiteSettings,
+	format_address,
+	header_text,
+	looks_like_html,
+	usable_message_ids,
+)
 from .outbox import queue_mail
 from .parsing import IncomingMessage
 from .settings import AccountSettings
@@ -81,17 +88,18 @@ def queue_auto_reply(
 ) -> OutgoingMail | None:
 	"""Queue the auto-reply to ``message`` (no checks: see ``should_auto_reply``)."""
 	body = account.auto_reply_message or ""
-	subject = message.subject or ""
+	# what comes from the incoming mail is cleaned for a header (line breaks, controls), not refused
+	subject = header_text(message.subject)
 	if not subject.lower().startswith(_REPLY_PREFIX):
 		subject = f"Re: {subject}" if subject else "Re: your message"
-	to = format_address(message.sender_email, message.sender.name if message.sender else None)
+	to = format_address(message.sender_email, header_text(message.sender.name) if message.sender else None)
 	request = OutgoingRequest(
 		to=(to,),
-		subject=" ".join(subject.split()),  # a folded subject must not carry its line breaks
+		subject=subject,
 		text=None if looks_like_html(body) else body,
 		html=body if looks_like_html(body) else None,
-		in_reply_to=(message.message_id,),
-		references=message.references,
+		in_reply_to=usable_message_ids([message.message_id]),
+		references=usable_message_ids(message.references),
 		document=document,
 		thread_token=thread_token,
 		automatic="auto-replied",

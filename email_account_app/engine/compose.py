@@ -6,8 +6,14 @@ as kept for the record and the Sent folder, plus, when it carries an unsubscribe
 recipient with that recipient's own signed link (RFC 8058 one-click needs the link to name the
 recipient).
 
-Every value that becomes a header is checked first: a CR or LF in a subject, a name, an address or
-a Message-ID raises ``HeaderInjection``; an address that is not one raises ``InvalidAddress``.
+Every value that becomes a header is checked first: a line break (CR, LF, and every character the
+standard library also breaks lines at: VT, FF, FS, GS, RS, NEL, U+2028, U+2029), any other C0 or C1
+control, or a lone surrogate in a subject, a name, an address, a Message-ID or a file name raises
+``HeaderInjection``; an address that is not one raises ``InvalidAddress``. The built message is
+checked once more, header by header and part by part, so no value (a link from the site settings,
+a domain, a token) reaches a header unchecked. Values taken from incoming mail (a subject to
+answer, a sender's name, Message-IDs) go through ``header_text`` and ``usable_message_ids`` first:
+an automatic reply cleans them rather than refusing.
 """
 
 from __future__ import annotations
@@ -62,7 +68,11 @@ _HEADERS = HeaderRegistry()
 for _name in ("message-id", "in-reply-to", "references", "list-unsubscribe", "list-unsubscribe-post"):
 	_HEADERS.map_to_type(_name, _TokenListHeader)
 _POLICY = email.policy.SMTP.clone(header_factory=_HEADERS)
-_LINE_BREAK = re.compile(r"[\r\n]")
+#: what may not appear in a header value: C0 controls but TAB, DEL, C1 controls, the Unicode line
+#: and paragraph separators, lone surrogates
+_FORBIDDEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+#: the characters ``str.splitlines`` breaks at: the standard library starts a new header line there
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 _LOOKS_LIKE_HTML = re.compile(r"<(?:[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?|/[a-zA-Z][a-zA-Z0-9]*\s*)>")
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
@@ -204,12 +214,49 @@ class ComposedMail:
 
 
 def check_header_value(value: str | None, what: str) -> None:
-	"""HeaderInjection when ``value`` holds a CR or LF (it would start a header of its own)."""
-	if value and _LINE_BREAK.search(value):
+	"""HeaderInjection when ``value`` holds a line break (it would start a header of its own), another
+	control character or a lone surrogate (neither can be written into a header)."""
+	if not value:
+		return
+	found = _FORBIDDEN.search(value)
+	if found is None:
+		return
+	char = found.group()
+	shown = f"{value[:80]!r}" + ("..." if len(value) > 80 else "")
+	if char in LINE_BREAKS:
 		raise HeaderInjection(
-			f"The {what} contains a line break, which would let it add headers of its own: {value[:80]!r}.",
+			f"The {what} contains a line break (U+{ord(char):04X}), which would let it add headers of "
+			f"its own: {shown}.",
 			hint="Remove the line break and send again.",
 		)
+	kind = "a lone surrogate" if 0xD800 <= ord(char) <= 0xDFFF else "a control character"
+	raise HeaderInjection(
+		f"The {what} contains {kind} (U+{ord(char):04X}), which a header cannot carry: {shown}.",
+		hint="Remove it and send again.",
+	)
+
+
+def header_text(value: str | None) -> str:
+	"""``value`` fit for a header whatever it holds: every control character, line separator and
+	lone surrogate becomes a space, and runs of white space one space. For values taken from
+	incoming mail (a subject to answer, a sender's name), which are cleaned rather than refused."""
+	return " ".join(_FORBIDDEN.sub(" ", value or "").split())
+
+
+def usable_message_ids(values: Iterable[str | None]) -> tuple[str, ...]:
+	"""The Message-IDs among ``values`` (from incoming mail) that can go into In-Reply-To or
+	References: printable ASCII with an "@", without <> or spaces inside; the others are left out."""
+	ids = []
+	for value in values:
+		for part in (value or "").split():
+			part = part.strip("<>")
+			if part and _is_message_id(part):
+				ids.append(part)
+	return tuple(dict.fromkeys(ids))
+
+
+def _is_message_id(value: str) -> bool:
+	return value.isascii() and value.isprintable() and "@" in value and not any(ch in value for ch in "<> ")
 
 
 def parse_address(value: str, what: str = "address") -> Address:
@@ -261,7 +308,7 @@ def _message_ids(values: Iterable[str] | str | None, what: str) -> tuple[str, ..
 		for part in value.split():
 			part = part.strip().strip("<>").strip()
 			if part:
-				if not part.isascii() or "@" not in part or any(ch in part for ch in "<>"):
+				if not _is_message_id(part):
 					continue  # not an id others could match: leave it out rather than refuse the reply
 				ids.append(part)
 	return tuple(dict.fromkeys(ids))
@@ -578,4 +625,13 @@ def _build(
 		msg.add_attachment(
 			attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename
 		)
+	_check_headers(msg)
 	return msg
+
+
+def _check_headers(msg: EmailMessage) -> None:
+	"""The last word before a message is written out: every header of every part, as it will be
+	serialised, is free of line breaks and controls (whatever value it was built from)."""
+	for part in msg.walk():
+		for name, value in part.items():
+			check_header_value(str(value), f"{name} header")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
-from .compose import OutgoingRequest, SiteSettings
+from .compose import OutgoingRequest, SiteSettings, header_text
 from .outbox import queue_mail
 from .routing import OPEN
 from .settings import AccountSettings
@@ -82,7 +82,7 @@ def notify_unreplied(
 		about = f" ({comm.document})" if comm.document else ""
 		request = OutgoingRequest(
 			to=recipients,
-			subject=f"Unreplied for {account.unreplied_for_mins} minutes: {comm.subject or '(no subject)'}",
+			subject=f"Unreplied for {account.unreplied_for_mins} minutes: {header_text(comm.subject) or '(no subject)'}",
 			text=(
 				f"The email from {comm.sender} to {account.email_id}{about} has had no reply for "
 				f"{account.unreplied_for_mins} minutes.\n\nSubject: {comm.subject}\n"
