@@ -23,6 +23,7 @@ from .accounts import (
 )
 from .engine import jobs
 from .engine.errors import ConfigError
+from .engine.secrets import scrub
 from .engine.sync import AccountReport
 from .frappe_store import MESSAGE, OUTBOX, FrappeStore
 
@@ -99,7 +100,7 @@ def _finish_pull(
 ) -> None:
 	"""The account's status fields: when it last pulled, what came of it, the error in plain words.
 	An error is logged (Error Log, against the account) when it is new, not on every pull."""
-	error = error or (report.error if report else None)
+	error = scrub(error or (report.error if report else None) or "") or None
 	previous = frappe.db.get_value(ACCOUNT_DOCTYPE, account, "last_error")
 	values = {"last_pull": started, "last_error": error or None}
 	if report is not None:
@@ -110,10 +111,15 @@ def _finish_pull(
 	if log and error and error != previous:
 		frappe.log_error(
 			title=_("Email Sync Account {0}: pull failed").format(account),
-			message=None if traceback else error,
+			message=_traceback() if traceback else error,
 			reference_doctype=ACCOUNT_DOCTYPE,
 			reference_name=account,
 		)
+
+
+def _traceback() -> str:
+	"""The traceback being handled, for the Error Log, without any form of a password in it."""
+	return scrub(frappe.get_traceback(with_context=False))
 
 
 def summary(report: AccountReport) -> str:
@@ -200,6 +206,7 @@ def flush_account(account: str, *, store: FrappeStore | None = None, **engine_op
 			frappe.db.rollback()
 		frappe.log_error(
 			title=_("Email Sync Account {0}: sending failed").format(account),
+			message=_traceback(),
 			reference_doctype=ACCOUNT_DOCTYPE,
 			reference_name=account,
 		)
@@ -230,7 +237,7 @@ def notify_unreplied() -> None:
 		frappe.db.commit()
 	except Exception:
 		frappe.db.rollback()
-		frappe.log_error(title=_("Email Sync: unreplied notices failed"))
+		frappe.log_error(title=_("Email Sync: unreplied notices failed"), message=_traceback())
 		return
 	for name, error in report.errors.items():
 		frappe.log_error(

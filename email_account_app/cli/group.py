@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 
 from ..engine.errors import EmailSyncError
+from ..engine.secrets import guard_handlers
 from .config import Config, load_config
 
 err = Console(stderr=True)
@@ -65,6 +66,7 @@ def main(ctx: click.Context, config_path: str | None, debug: bool):
 		format="%(levelname)s %(name)s: %(message)s",
 		stream=sys.stderr,
 	)
+	guard_handlers(logging.root.handlers)  # no form of a password in any log line
 
 
 def selected_accounts(state: CliState, account: tuple[str, ...] | str | None, *, incoming: bool) -> list[str]:

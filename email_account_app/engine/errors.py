@@ -1,11 +1,14 @@
 """The engine's errors.
 
 Every error carries a message meant for a person: what went wrong and what to do about it.
-Nothing here ever carries a password or a token. Callers show ``str(error)``; a traceback is for
-``--debug`` only.
+Nothing here ever carries a password or a token: an error scrubs its message and hint of every
+secret the process knows (``secrets.scrub``) when it is made. Callers show ``str(error)``; a
+traceback is for ``--debug`` only.
 """
 
 from __future__ import annotations
+
+from .secrets import scrub
 
 
 class EmailSyncError(Exception):
@@ -15,6 +18,8 @@ class EmailSyncError(Exception):
 	title = "Email sync error"
 
 	def __init__(self, message: str, *, hint: str | None = None):
+		message = scrub(message)
+		hint = scrub(hint) if hint else hint
 		self.message = message
 		self.hint = hint
 		super().__init__(message if not hint else f"{message} {hint}")
@@ -104,7 +109,7 @@ class ServerRefused(TransportError):
 	title = "Server refused"
 
 	def __init__(self, message: str, *, server_text: str = "", hint: str | None = None):
-		self.server_text = server_text
+		self.server_text = scrub(server_text)
 		super().__init__(message, hint=hint)
 
 

@@ -38,6 +38,7 @@ from .compose import (
 from .compose import verify_unsubscribe as _verify_unsubscribe
 from .errors import ConfigError, EmailSyncError, PermanentSendError, TemporarySendError, TransportError
 from .parsing import parse_message_ids
+from .secrets import scrub
 from .settings import AccountSettings, check_defaults
 from .store import DocRef, OpenTracking, Outbox, OutgoingMail, QueueStore, Suppressions, ThreadIndex
 
@@ -417,7 +418,7 @@ def _flush_account(
 							report.sessions += 1
 						_send_one(store, sender, mail, sent_copies, now, report)
 					except TransportError as exc:  # no session, or it could not be opened again
-						report.errors[account.name] = f"{exc.title}: {exc}"
+						report.errors[account.name] = scrub(f"{exc.title}: {exc}")
 						for rest in batch[index:]:
 							_defer(store, rest, str(exc), now, report)
 						return handled
@@ -554,23 +555,29 @@ def _send_one(
 def _attempt(
 	sender, raw: bytes, from_addr: str, rcpts: list[str]
 ) -> tuple[list[str], dict[str, tuple[int, str]], str | None]:
-	"""(accepted, refused with the server's words, error) of sending ``raw`` to ``rcpts`` once."""
+	"""(accepted, refused with the server's words, error) of sending ``raw`` to ``rcpts`` once; the
+	words and the error are scrubbed of secrets, as they go to the store."""
 	from .transports.smtp import RecipientsDeferred, RecipientsRefused
 
 	try:
 		outcome = sender.send(raw, from_addr, rcpts)
 	except (RecipientsRefused, RecipientsDeferred) as exc:
-		return [], dict(exc.refused), str(exc)
+		return [], _scrubbed(exc.refused), scrub(str(exc))
 	except TemporarySendError as exc:
-		return [], {}, str(exc)
+		return [], {}, scrub(str(exc))
 	except PermanentSendError as exc:
 		code = getattr(exc, "smtp_code", None) or 554
-		return [], {r: (code, exc.message) for r in rcpts}, str(exc)
-	return list(outcome.accepted), dict(outcome.refused), None
+		return [], {r: (code, exc.message) for r in rcpts}, scrub(str(exc))
+	return list(outcome.accepted), _scrubbed(outcome.refused), None
+
+
+def _scrubbed(refused: Mapping[str, tuple[int, str]]) -> dict[str, tuple[int, str]]:
+	return {rcpt: (code, scrub(str(words))) for rcpt, (code, words) in refused.items()}
 
 
 def _defer(store: Outbox, mail: OutgoingMail, error: str, now: datetime, report: FlushReport) -> None:
 	"""The account's session failed before this mail was tried: queue it again (or give up)."""
+	error = scrub(error)
 	retries = mail.retries + 1
 	if retries > MAX_RETRIES:
 		sent_to = bool(mail.sent_to)

@@ -31,6 +31,7 @@ from .errors import EmailSyncError, TimeLimitReached, TransportError
 from .parse_worker import ParseWorker
 from .parsing import IncomingMessage, parse_message
 from .routing import Router
+from .secrets import scrub
 from .settings import AccountSettings, FolderSettings
 from .store import Cursor, Decision, DocRef, Location, PullStore, SendStore
 from .transports import uid_batches
@@ -424,7 +425,7 @@ class Puller:
 			raise
 		except Exception as exc:
 			log.exception("%s: message %s failed", self.account.name, location)
-			error = f"{type(exc).__name__}: {exc}"
+			error = scrub(f"{type(exc).__name__}: {exc}")
 			if not self.dry_run:
 				self.store.record_failure(
 					self.account.name, location, raw, error, cursor, message_id=message_id

@@ -11,6 +11,7 @@ import socket
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
 
+from .. import secrets
 from ..errors import (
 	AuthenticationFailed,
 	ConnectionLost,
@@ -92,9 +93,22 @@ def require_encodable_password(account: AccountSettings) -> None:
 		)
 
 
-def scrub(text: str, secret: str | None) -> str:
-	"""``text`` with ``secret`` blotted out, for server words that end up in a message or a log."""
-	return text.replace(secret, "********") if secret else text
+def scrub(text: str, account: AccountSettings) -> str:
+	"""``text`` without any form of the account's password (see ``secrets``): for server words that
+	end up in a message, a log or the store."""
+	return secrets.scrub(text, account.password, login=account.login)
+
+
+def scrubbed(exc: BaseException) -> BaseException:
+	"""``exc`` with its words scrubbed in place: it is chained to the engine's error, so a traceback
+	(--debug) shows it."""
+	secrets.scrub_exception(exc)
+	return exc
+
+
+def remember_password(account: AccountSettings) -> None:
+	"""Before a password goes to a server: from now on no form of it leaves the engine."""
+	secrets.remember(account.password, account.login)
 
 
 def network_error(exc: OSError, host: str, port: int, timeout: float, *, connecting: bool) -> TransportError:

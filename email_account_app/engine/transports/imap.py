@@ -31,9 +31,11 @@ from . import (
 	connection_lost,
 	login_failed,
 	network_error,
+	remember_password,
 	require_encodable_password,
 	sasl,
 	scrub,
+	scrubbed,
 	security_of,
 	server_refused,
 	uid_batches,
@@ -217,6 +219,7 @@ class ImapMailbox:
 			return
 		password = acct.password or ""
 		require_encodable_password(acct)
+		remember_password(acct)
 		if (acct.login + password).isascii():
 			self._client.login(acct.login, password)
 		else:  # LOGIN takes ASCII only; AUTHENTICATE PLAIN carries UTF-8
@@ -258,31 +261,31 @@ class ImapMailbox:
 		except EmailSyncError:
 			raise
 		except LoginError as exc:
-			raise login_failed(self.server, acct.login, self._words(exc)) from exc
+			raise login_failed(self.server, acct.login, self._words(exc)) from scrubbed(exc)
 		except ProtocolError as exc:  # a reply imapclient cannot parse
 			self._guard.broken = True
-			raise _not_imap(self.server, self._words(exc)) from exc
+			raise _not_imap(self.server, self._words(exc)) from scrubbed(exc)
 		except imaplib.IMAP4.abort as exc:  # EOF or BYE: the server hung up
 			self._guard.broken = True
 			words = self._words(exc)
 			if "unexpected response" in words:
-				raise _not_imap(self.server, words) from exc
-			raise connection_lost(self.server, words, connecting=not self._logged_in) from exc
+				raise _not_imap(self.server, words) from scrubbed(exc)
+			raise connection_lost(self.server, words, connecting=not self._logged_in) from scrubbed(exc)
 		except imaplib.IMAP4.error as exc:  # NO or BAD
-			raise server_refused(self.server, action, self._words(exc)) from exc
+			raise server_refused(self.server, action, self._words(exc)) from scrubbed(exc)
 		except OSError as exc:
 			self._guard.broken = True
 			connecting = not self._logged_in
 			raise network_error(
 				exc, acct.email_server, acct.port, acct.timeout, connecting=connecting
-			) from exc
+			) from scrubbed(exc)
 
 	def _words(self, exc: Exception) -> str:
 		"""The server's (or imaplib's) words in ``exc``, as text, without the password."""
 		text = exc.args[0] if exc.args else ""
 		text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
 		match = BYTES_REPR_RE.fullmatch(text)
-		return scrub((match.group(2) if match else text).strip(), self.account.password)
+		return scrub((match.group(2) if match else text).strip(), self.account)
 
 	@contextmanager
 	def _on_folder(self, name: str, action: str) -> Iterator[None]:

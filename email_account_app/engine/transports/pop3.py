@@ -22,9 +22,11 @@ from . import (
 	connection_lost,
 	login_failed,
 	network_error,
+	remember_password,
 	require_encodable_password,
 	sasl,
 	scrub,
+	scrubbed,
 	security_of,
 	server_refused,
 )
@@ -164,6 +166,7 @@ class Pop3Mailbox:
 			self._oauth_login()
 			return
 		require_encodable_password(self.account)
+		remember_password(self.account)
 		self._client.user(self.account.login)
 		self._client.pass_(self.account.password or "")
 		self._logged_in = True
@@ -219,7 +222,8 @@ class Pop3Mailbox:
 			detail = exc.args[0] if exc.args else ""
 			if not isinstance(detail, bytes):  # poplib's own words: EOF, line too long
 				self._guard.broken = True
-				raise connection_lost(self.server, str(detail), connecting=not self._logged_in) from exc
+				error = connection_lost(self.server, str(detail), connecting=not self._logged_in)
+				raise error from scrubbed(exc)
 			if not detail.startswith(b"-"):  # neither +OK nor -ERR: not POP3
 				self._guard.broken = True
 				shown = detail[:200].decode("utf-8", "replace")
@@ -227,17 +231,17 @@ class Pop3Mailbox:
 					f"{self.server} sent a reply that is not POP3 ({shown!r}).",
 					hint="This is a fault of the server (or of something between it and here): tell its "
 					"administrator. Nothing is lost: the next pull starts again where this one stopped.",
-				) from exc
-			words = scrub(detail.decode("utf-8", "replace").strip(), acct.password)
+				) from scrubbed(exc)
+			words = scrub(detail.decode("utf-8", "replace").strip(), acct)
 			if login:
-				raise login_failed(self.server, acct.login, words) from exc
-			raise server_refused(self.server, action, words) from exc
+				raise login_failed(self.server, acct.login, words) from scrubbed(exc)
+			raise server_refused(self.server, action, words) from scrubbed(exc)
 		except OSError as exc:
 			self._guard.broken = True
 			connecting = not self._logged_in
 			raise network_error(
 				exc, acct.email_server, acct.port, acct.timeout, connecting=connecting
-			) from exc
+			) from scrubbed(exc)
 
 	# -- mailbox -------------------------------------------------------------------------------
 

@@ -6,8 +6,10 @@ after the server drops it, the next ``send`` opens a new one. Every failure beco
 engine's errors: ``TemporarySendError`` (4xx, connection lost: try again later) or
 ``PermanentSendError`` (5xx, too large, every recipient refused) for a message, a
 ``TransportError`` for the session itself (it could not be opened, or the server was too slow or
-sent what no SMTP server sends: the rest of the batch waits for the next flush). smtplib's
-protocol debug output is never turned on, so no AUTH line (and no password) reaches a log.
+sent what no SMTP server sends: the rest of the batch waits for the next flush). With the
+``...smtp.protocol`` logger at DEBUG (the CLI's --debug), smtplib's protocol trace goes there as log
+records, scrubbed of every form of the password (the AUTH lines carry it in base64) and each cut
+to PROTOCOL_LOG_CHARS; it never goes to stderr.
 Everything the server sends is read through a ``Guard`` (guard.py): each command has a time bound
 besides the read timeout, and a reply has at most ``MAX_REPLY_LINES`` lines of at most smtplib's
 8 KB.
@@ -24,6 +26,7 @@ import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from .. import secrets
 from ..errors import (
 	AuthenticationFailed,
 	ConnectionLost,
@@ -39,6 +42,7 @@ from . import (
 	APP_PASSWORD_HINT,
 	TLS_CHOICE_HINT,
 	network_error,
+	remember_password,
 	require_encodable_password,
 	sasl,
 	scrub,
@@ -47,6 +51,8 @@ from . import (
 from .guard import Guard, Limits
 
 log = logging.getLogger(__name__)
+protocol_log = logging.getLogger(__name__ + ".protocol")
+PROTOCOL_LOG_CHARS = 2000  # a message's DATA would otherwise go to the log whole
 
 SMTP_TLS_HINT = (
 	"Check the port and the SSL/STARTTLS choice: use_ssl_for_outgoing goes with port 465, "
@@ -136,11 +142,29 @@ class _Guarded:
 		return super().getreply()
 
 
-class GuardedSMTP(_Guarded, smtplib.SMTP):
+class _ProtocolLog:
+	"""smtplib's debug trace as DEBUG records of ``protocol_log`` (scrubbed, cut), never on stderr."""
+
+	def __init__(self, *args, **kwargs):
+		self.debuglevel = 1 if protocol_log.isEnabledFor(logging.DEBUG) else 0
+		super().__init__(*args, **kwargs)
+
+	def send(self, s: bytes | str) -> None:
+		if self.debuglevel > 0:  # smtplib's own send, which says so, is replaced by the Guard's
+			self._print_debug("send:", repr(s))
+		super().send(s)
+
+	def _print_debug(self, *args) -> None:
+		text = secrets.scrub(" ".join(str(a) for a in args))
+		cut = len(text) - PROTOCOL_LOG_CHARS
+		protocol_log.debug("%s", text[:PROTOCOL_LOG_CHARS] + (f"... ({cut} more)" if cut > 0 else ""))
+
+
+class GuardedSMTP(_ProtocolLog, _Guarded, smtplib.SMTP):
 	pass
 
 
-class GuardedSMTP_SSL(_Guarded, smtplib.SMTP_SSL):
+class GuardedSMTP_SSL(_ProtocolLog, _Guarded, smtplib.SMTP_SSL):
 	pass
 
 
@@ -156,7 +180,8 @@ def connect_smtp(account: AccountSettings, context: ssl.SSLContext | None) -> sm
 
 
 def _text(value: bytes | str) -> str:
-	return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+	"""A server's words as text, without any secret the process knows (a refusal may echo one)."""
+	return secrets.scrub(value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value))
 
 
 def _words(code: int, message: bytes | str) -> str:
@@ -212,7 +237,7 @@ class SmtpSender:
 			_abort(smtp)
 			raise AuthenticationFailed(
 				f"{self.server} refused the login of {account.login!r}: "
-				f"{scrub(_words(exc.smtp_code, exc.smtp_error), account.password)}",
+				f"{scrub(_words(exc.smtp_code, exc.smtp_error), account)}",
 				hint=APP_PASSWORD_HINT,
 			) from None
 		except smtplib.SMTPServerDisconnected as exc:
@@ -223,7 +248,7 @@ class SmtpSender:
 			) from None
 		except smtplib.SMTPResponseException as exc:
 			_abort(smtp)
-			words = scrub(_words(exc.smtp_code, exc.smtp_error), account.password)
+			words = scrub(_words(exc.smtp_code, exc.smtp_error), account)
 			raise ServerRefused(
 				f"{self.server} refused the session: {words}",
 				server_text=words,
@@ -256,6 +281,7 @@ class SmtpSender:
 			self._oauth_login(smtp)
 			return
 		require_encodable_password(account)
+		remember_password(account)
 		password = account.password or ""
 		if password.isascii() and account.login.isascii():
 			smtp.login(account.login, password)
