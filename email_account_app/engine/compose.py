@@ -596,7 +596,7 @@ def _build(
 	*,
 	list_unsubscribe: str | None = None,
 ) -> EmailMessage:
-	msg = EmailMessage(policy=_POLICY)
+	msg = _CheckedMessage(policy=_POLICY)
 	msg["From"] = h.sender
 	if h.to:
 		msg["To"] = h.to
@@ -627,6 +627,17 @@ def _build(
 		)
 	_check_headers(msg)
 	return msg
+
+
+class _CheckedMessage(EmailMessage):
+	"""A message whose top-level headers are checked as they are set (before the standard library
+	sees a value it would refuse with a ValueError, or split into lines of its own)."""
+
+	def __setitem__(self, name: str, value) -> None:
+		values = value if isinstance(value, tuple | list) else (value,)
+		for item in values:
+			check_header_value(str(item), f"{name} header")
+		super().__setitem__(name, value)
 
 
 def _check_headers(msg: EmailMessage) -> None:
