@@ -35,6 +35,8 @@ START_TIMEOUT = 20.0
 SPECIAL_FOLDERS = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk"}
 PERMANENT_FOLDERS = {"INBOX", *SPECIAL_FOLDERS}
 APPENDUID_RE = re.compile(rb"\[APPENDUID \d+ (\d+)\]")
+NO_SENT = "userdb_namespace/inbox/mailbox/Sent/auto=no"
+NO_DRAFTS = "userdb_namespace/inbox/mailbox/Drafts/auto=no"
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,13 @@ class MailUser:
 	password: str
 	#: the name Dovecot knows the user by (what goes into LOGIN)
 	login: str
+	#: settings of this user's own (Dovecot userdb extra fields)
+	settings: tuple[str, ...] = ()
+
+	@property
+	def has_sent(self) -> bool:
+		"""Whether the Sent folder is there from the start (and stays, emptied, on reset)."""
+		return not any(s.startswith(NO_SENT) for s in self.settings)
 
 
 USERS = (
@@ -51,6 +60,14 @@ USERS = (
 	MailUser("zoe@example.com", "pässwörd", "zoe@example.com"),
 	# logs in with a name that is not the address
 	MailUser("carol@example.com", "carol-pass", "carol"),
+	# mailboxes without a Sent (or Drafts) folder; erin's server also takes CREATE ... (USE (\Sent))
+	MailUser("dan@example.com", "dan-pass", "dan@example.com", (NO_SENT, NO_DRAFTS)),
+	MailUser(
+		"erin@example.com",
+		"erin-pass",
+		"erin@example.com",
+		(NO_SENT, NO_DRAFTS, "userdb_imap_capability=+CREATE-SPECIAL-USE"),
+	),
 )
 
 CONFIG = string.Template(
@@ -228,7 +245,10 @@ class Dovecot:
 		self.ca.cert_pem.write_to_path(self.ca_file)
 		for sub in ("run", "state", "mail"):
 			(self.dir / sub).mkdir(exist_ok=True)
-		lines = [f"{u.login}:{{PLAIN}}{u.password}::::{self.dir}/mail/{u.login}\n" for u in USERS]
+		lines = [
+			f"{u.login}:{{PLAIN}}{u.password}::::{self.dir}/mail/{u.login}::{' '.join(u.settings)}\n"
+			for u in USERS
+		]
 		(self.dir / "passwd").write_text("".join(lines), encoding="utf-8")
 
 	def _write_config(self) -> None:
@@ -379,12 +399,14 @@ class Dovecot:
 			return [name for _flags, _delim, name in client.list_folders()]
 
 	def reset(self, user: str) -> None:
-		"""Delete every message and every folder of ``user`` but INBOX and the special-use ones."""
+		"""Delete every message and every folder of ``user`` but INBOX and the special-use ones (a
+		user without a Sent folder from the start loses the one a test made)."""
+		keep = PERMANENT_FOLDERS if self.users[user].has_sent else PERMANENT_FOLDERS - {"Sent", "Drafts"}
 		with self.session(user) as client:
 			# children before their parents; a parent that only holds children goes with the last one
 			names = [name for flags, _delim, name in client.list_folders() if b"\\Noselect" not in flags]
 			for name in sorted(names, key=len, reverse=True):
-				if name in PERMANENT_FOLDERS:
+				if name in keep:
 					if client.select_folder(name)[b"EXISTS"]:
 						client.delete_messages("1:*")
 						client.expunge()

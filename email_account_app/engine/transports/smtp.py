@@ -490,15 +490,22 @@ def append_to_sent(
 ) -> str:
 	"""Put ``raw`` into the Sent folder with \\Seen over an open ``ImapMailbox``; returns the folder.
 
-	The folder is the one marked \\Sent (SPECIAL-USE), else ``sent_folder_name``; pass ``folder``
-	(what an earlier call returned) to skip looking it up again within a batch.
+	The folder is the one marked \\Sent (SPECIAL-USE), else ``sent_folder_name``, else one of the
+	usual names; a mailbox that has none gets one, as mail clients do (``create_sent_folder``:
+	``sent_folder_name`` or "Sent", marked \\Sent where the server can). Pass ``folder`` (what an
+	earlier call returned) to skip looking it up again within a batch.
 	"""
 	folder = folder or mailbox.find_sent_folder(sent_folder_name)
 	if not folder:
-		raise FolderMissing(
-			"The mailbox has no Sent folder: none is marked \\Sent"
-			+ (f" and there is no folder {sent_folder_name!r}." if sent_folder_name else "."),
-			hint="Set sent_folder_name to the folder sent mail goes to, or turn off append_emails_to_sent_folder.",
-		)
+		try:
+			folder = mailbox.create_sent_folder(sent_folder_name)
+		except ServerRefused as exc:
+			raise FolderMissing(
+				"The mailbox has no Sent folder (none is marked \\Sent"
+				+ (f" and there is no folder {sent_folder_name!r}" if sent_folder_name else "")
+				+ f"), and creating one failed: {exc.server_text or exc.message}",
+				hint="Set sent_folder_name to the folder sent mail goes to, or turn off "
+				"append_emails_to_sent_folder.",
+			) from None
 	mailbox.append(folder, raw, flags=("\\Seen",))
 	return folder
