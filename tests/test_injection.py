@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 from email_account_app.engine.autoreply import queue_auto_reply
 from email_account_app.engine.compose import OutgoingAttachment, OutgoingRequest, SiteSettings, compose
 from email_account_app.engine.errors import EmailSyncError, HeaderInjection
-from email_account_app.engine.outbox import flush, queue_mail
+from email_account_app.engine.outbox import SiteMailThread, answering, flush
 from email_account_app.engine.parsing import parse_message
 from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.transports.smtp import SmtpSender
@@ -218,6 +218,26 @@ def test_an_auto_reply_to_hostile_mail_cleans_what_it_takes_from_it(smtp_plain, 
 	check_delivery(delivery.content, delivery.rcpt_tos, ["mallory@client.test"])
 	sent = email.message_from_bytes(delivery.content, policy=email.policy.default)
 	assert sent["Subject"].startswith("Re: Help") and "X-Injected: yes" in sent["Subject"]
+
+
+def test_site_mail_answering_leaves_out_ids_that_cannot_be_headers():
+	thread = SiteMailThread(
+		(
+			"first@client.test",
+			"bad\x0bBcc: victim@evil.test",
+			"x\x01y@client.test",
+			"last@client.test",
+			"z\u2028@c",
+		),
+		None,
+	)
+	raw = b"From: support@example.com\r\nTo: c@client.test\r\nSubject: Hi\r\n\r\nBody\r\n"
+	message = email.message_from_bytes(answering(raw, thread, None), policy=email.policy.default)
+	assert message["In-Reply-To"] == "<last@client.test>"
+	assert message["References"].split() == ["<first@client.test>", "<last@client.test>"]
+	assert [k.lower() for k in message.keys()] == ["in-reply-to", "references", "from", "to", "subject"]
+	nothing = SiteMailThread(("a\x00b@client.test",), None)
+	assert answering(raw, nothing, None) == raw
 
 
 # -- the command ---------------------------------------------------------------------------------

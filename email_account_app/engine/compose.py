@@ -244,15 +244,11 @@ def header_text(value: str | None) -> str:
 
 
 def usable_message_ids(values: Iterable[str | None]) -> tuple[str, ...]:
-	"""The Message-IDs among ``values`` (from incoming mail) that can go into In-Reply-To or
-	References: printable ASCII with an "@", without <> or spaces inside; the others are left out."""
-	ids = []
-	for value in values:
-		for part in (value or "").split():
-			part = part.strip("<>")
-			if part and _is_message_id(part):
-				ids.append(part)
-	return tuple(dict.fromkeys(ids))
+	"""The Message-IDs among ``values`` (one id each, with or without <>, as taken from incoming mail)
+	that can go into In-Reply-To or References: printable ASCII with an "@", without <> or white
+	space inside; the others are left out, and repeats."""
+	ids = (value.strip().strip("<>") for value in values if value)
+	return tuple(dict.fromkeys(i for i in ids if i and _is_message_id(i)))
 
 
 def _is_message_id(value: str) -> bool:

@@ -33,6 +33,7 @@ from .compose import (
 	check_header_value,
 	compose,
 	parse_address,
+	usable_message_ids,
 	verify_tracking,
 )
 from .compose import verify_unsubscribe as _verify_unsubscribe
@@ -175,10 +176,14 @@ def site_mail_thread(store: ThreadIndex, account: str, document: DocRef | None) 
 def answering(raw: bytes, thread: SiteMailThread, references: str | None) -> bytes:
 	"""``raw`` (a message composed elsewhere, without In-Reply-To) answering ``thread``: In-Reply-To
 	and, unless it has them, References put before its headers; the rest stays byte for byte."""
-	chain = cap_references([*parse_message_ids(references), *thread.message_ids])
-	for value in (thread.parent, *chain):
+	# ids from incoming mail that cannot go into a header (controls, spaces, no @) are left out
+	answered = usable_message_ids(thread.message_ids)
+	if not answered:
+		return raw
+	chain = cap_references(usable_message_ids([*parse_message_ids(references), *answered]))
+	for value in (answered[-1], *chain):
 		check_header_value(value, "Message-ID")
-	lines = [f"In-Reply-To: <{thread.parent}>"]
+	lines = [f"In-Reply-To: <{answered[-1]}>"]
 	if not references:
 		lines.append("References: " + "\r\n ".join(f"<{i}>" for i in chain))
 	return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace") + raw
