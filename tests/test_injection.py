@@ -18,6 +18,7 @@ import json
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -26,10 +27,12 @@ from hypothesis import strategies as st
 from email_account_app.engine.autoreply import queue_auto_reply
 from email_account_app.engine.compose import OutgoingAttachment, OutgoingRequest, SiteSettings, compose
 from email_account_app.engine.errors import EmailSyncError, HeaderInjection
+from email_account_app.engine.jobs import pull
 from email_account_app.engine.outbox import SiteMailThread, answering, flush
 from email_account_app.engine.parsing import parse_message
 from email_account_app.engine.settings import account_from_mapping
 from email_account_app.engine.transports.smtp import SmtpSender
+from email_account_app.engine.unreplied import notify_unreplied
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 SECRET = "injection-test-secret"
@@ -218,6 +221,35 @@ def test_an_auto_reply_to_hostile_mail_cleans_what_it_takes_from_it(smtp_plain, 
 	check_delivery(delivery.content, delivery.rcpt_tos, ["mallory@client.test"])
 	sent = email.message_from_bytes(delivery.content, policy=email.policy.default)
 	assert sent["Subject"].startswith("Re: Help") and "X-Injected: yes" in sent["Subject"]
+
+
+def test_an_unreplied_notice_about_hostile_mail_cleans_its_subject(dovecot, store):
+	user = "alice@example.com"
+	dovecot.reset(user)
+	data = dovecot.account(user)
+	data.update(
+		email_sync_option="ALL",
+		append_to="Issue",
+		notify_if_unreplied=True,
+		unreplied_for_mins=30,
+		send_notification_to="lead@example.com",
+		enable_outgoing=True,
+		smtp_server="127.0.0.1",
+		smtp_port=2525,
+		use_tls=False,
+		no_smtp_authentication=True,
+	)
+	account = account_from_mapping(data, name="support")
+	subject = _word("Order\x0bBcc: victim@evil.test\u2028X-Injected: yes\x01")
+	raw = (
+		f"From: c@client.test\r\nTo: {user}\r\nSubject: {subject}\r\nMessage-ID: <u1@client.test>\r\n"
+		f"Date: {format_datetime(datetime.now(timezone.utc))}\r\n\r\nHi\r\n"
+	).encode()
+	dovecot.append(user, raw)
+	pull(account, store)
+	later = datetime.now(timezone.utc) + timedelta(minutes=31)
+	(notice,) = notify_unreplied(store, account, SiteSettings(), now=later)
+	check_delivery(notice.raw, ["lead@example.com"], ["lead@example.com"])
 
 
 def test_site_mail_answering_leaves_out_ids_that_cannot_be_headers():
