@@ -119,7 +119,7 @@ def _finish_pull(
 
 def _traceback() -> str:
 	"""The traceback being handled, for the Error Log, without any form of a password in it."""
-	return scrub(frappe.get_traceback(with_context=False))
+	return scrub(frappe.get_traceback())
 
 
 def summary(report: AccountReport) -> str:
