@@ -340,26 +340,32 @@ class ImapMailbox:
 		"""Create the Sent folder as mail clients do, and return its name: ``name``, else "Sent" in
 		the personal namespace (e.g. "INBOX.Sent" where folders live under INBOX). It is marked
 		\\Sent where the server takes that with CREATE (CREATE-SPECIAL-USE, RFC 6154), and subscribed."""
+		client = self._client
+		assert client is not None, "open() first"
 		caps = {c.upper() for c in self.capabilities()}
 		if not name:
 			prefix = ""
 			if "NAMESPACE" in caps:
 				with self._errors("give its namespaces"):
-					personal = self._client.namespace().personal
+					personal = client.namespace().personal
 				prefix = personal[0][0] if personal else ""
 			name = f"{prefix}Sent"
 		with self._errors(f"create the folder {name!r}"):
 			marked = False
 			if "CREATE-SPECIAL-USE" in caps:
-				imap = self._client._imap
-				typ, _data = imap._simple_command(
-					"CREATE", self._client._normalise_folder(name), "(USE (\\Sent))"
-				)
-				marked = typ == "OK"  # NO [USEATTR]: the server cannot mark it; create it plainly
+				try:  # imapclient has no CREATE with arguments
+					typ, _data = client._imap._simple_command(
+						"CREATE", client._normalise_folder(name), "(USE (\\Sent))"
+					)
+					marked = typ == "OK"  # NO [USEATTR]: the server cannot mark it; create it plainly
+				except imaplib.IMAP4.abort:
+					raise
+				except imaplib.IMAP4.error:  # BAD: it does not take USE after all
+					marked = False
 			if not marked:
-				self._client.create_folder(name)
+				client.create_folder(name)
 			try:
-				self._client.subscribe_folder(name)
+				client.subscribe_folder(name)
 			except imaplib.IMAP4.error as exc:  # the folder is there; a client just will not list it
 				log.info("%s: could not subscribe to %r (%s)", self.server, name, self._words(exc))
 		log.info("%s: created the Sent folder %r%s", self.server, name, " (\\Sent)" if marked else "")
