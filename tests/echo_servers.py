@@ -146,10 +146,14 @@ def _smtp(stream, server: EchoServer) -> None:
 		command, _, args = line.partition(b" ")
 		command = command.upper()
 		if command in (b"EHLO", b"HELO"):
-			_send(stream, b"250-echo", b"250-AUTH PLAIN LOGIN", b"250-8BITMIME", b"250 SMTPUTF8")
+			_send(stream, b"250-echo", b"250-AUTH PLAIN LOGIN XOAUTH2", b"250-8BITMIME", b"250 SMTPUTF8")
 		elif command == b"AUTH":
 			mechanism, _, initial = args.partition(b" ")
-			if mechanism.upper() == b"PLAIN":
+			if mechanism.upper() == b"XOAUTH2":
+				server.logins.append(initial)
+				said = _decoded(initial).replace(b"\x01", b" ")
+				_send(stream, b"535-5.7.8 Token " + initial + b" refused", b"535 5.7.8 that is " + said)
+			elif mechanism.upper() == b"PLAIN":
 				if not initial:
 					_send(stream, b"334 ")
 					initial = _read(stream) or b""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import json
 import logging
 import os
@@ -249,6 +250,42 @@ def test_smtp_echo_of_auth_plain_and_login_reaches_no_error_or_protocol_log(pass
 	protocol = [r.getMessage() for r in caplog.records if r.name.endswith("smtp.protocol")]
 	assert any("AUTH" in line for line in protocol)  # smtplib's trace was logged, AUTH lines too
 	assert not leaks(everything_said(info.value, caplog), password)
+
+
+class _FixedToken:
+	"""A token source that always gives the same access token (the server refuses it anyway)."""
+
+	def __init__(self, token: str):
+		self.token = token
+		self.refusals = 0
+
+	def access_token(self) -> str:
+		return self.token
+
+	def refused(self, token: str) -> None:
+		self.refusals += 1
+
+
+def test_smtp_echo_of_an_oauth_token_reaches_no_error_or_protocol_log(caplog):
+	caplog.set_level(logging.DEBUG)
+	token = "ya29.a0Af-Token_with.dots-and_underscores0123456789"
+	with echo_server("smtp") as server:
+		account = outgoing(
+			server,
+			"",
+			auth_method="OAuth",
+			oauth_provider="custom",
+			oauth_client_id="client",
+			oauth_token_url="https://login.example.com/token",
+			oauth_authorization_url="https://login.example.com/authorize",
+			oauth_device_authorization_url="https://login.example.com/device",
+		)
+		source = _FixedToken(token)
+		account = dataclasses.replace(account, token_source=source)
+		with pytest.raises(AuthenticationFailed) as info:
+			SmtpSender(account).connect()
+	assert server.logins and source.refusals == 2 and leaks(repr(server.logins), token)
+	assert not leaks(everything_said(info.value, caplog), token)
 
 
 def _store_text(path) -> str:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from . import secrets
 from .errors import (
 	AuthorizationDenied,
 	OAuthSettingsRefused,
@@ -488,10 +489,8 @@ class OAuthClient:
 		return status, payload
 
 	def _scrub(self, text: str) -> str:
-		for secret in sorted(self._secrets, key=len, reverse=True):
-			if secret:
-				text = text.replace(secret, "********")
-		return text
+		"""``text`` without any form of the client secret or a token (see ``secrets``)."""
+		return secrets.scrub(text, *self._secrets)
 
 	def _error(self, status: int, payload: Mapping[str, Any], *, during: str) -> SignInError | Exception:
 		"""The engine's error for a refusal of the token (or device) endpoint, in words to act on."""

@@ -12,8 +12,9 @@ its longest run of ASCII letters and digits (which no quoting or escaping change
 too short to hold a secret are not decoded; with 100 secrets a kilobyte of log costs ~2 ms.
 
 Invariants:
-- A transport ``remember``s the password (with its login) before it sends it to a server, so
-  from then on the secret is known to ``scrub`` in this process.
+- A transport ``remember``s the password (with its login), and SASL an OAuth token, before it is
+  sent to a server, so from then on the secret is known to ``scrub`` in this process (the last
+  MAX_SECRETS used).
 - Every ``EmailSyncError`` scrubs its message and hint when made (errors.py), so no engine error
   carries a remembered secret; the transports also scrub the library exceptions they chain
   (``scrub_exception``), so a traceback under --debug carries none either.
@@ -38,6 +39,9 @@ from urllib.parse import quote, quote_plus
 MASK = "********"
 #: the smallest secret (in bytes) looked for inside decoded base64: shorter ones would match noise
 MIN_BASE64_SCAN = 3
+#: how many secrets a process keeps knowing: the ones used last (a worker refreshes an OAuth access
+#: token every hour or so; a password is used, and so remembered again, at every login)
+MAX_SECRETS = 500
 #: loggers that get the filter: the engine's own and the IMAP protocol log
 GUARDED_PREFIXES = ("email_account_app", "imapclient")
 
@@ -165,11 +169,16 @@ def remember(secret: str | None, login: str | None = None) -> None:
 	with _lock:
 		logins = _known.get(secret)
 		if logins is not None and (not login or login in logins):
+			_known[secret] = _known.pop(secret)  # the newest again
 			return
-		logins = _known.setdefault(secret, set())
+		logins = _known.pop(secret, set())
 		if login:
 			logins.add(login)
+		_known[secret] = logins
 		_secrets[secret] = _Secret(secret, logins)
+		while len(_known) > MAX_SECRETS:  # the oldest (an access token long expired) goes
+			oldest = next(iter(_known))
+			del _known[oldest], _secrets[oldest]
 		_set_needles({n for known in _secrets.values() for n in known.needles})
 	guard_loggers()
 

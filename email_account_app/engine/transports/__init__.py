@@ -93,10 +93,13 @@ def require_encodable_password(account: AccountSettings) -> None:
 		)
 
 
-def scrub(text: str, account: AccountSettings) -> str:
-	"""``text`` without any form of the account's password (see ``secrets``): for server words that
-	end up in a message, a log or the store."""
-	return secrets.scrub(text, account.password, login=account.login)
+def scrub(text: str, secret: AccountSettings | str | None) -> str:
+	"""``text`` without any form of the account's password, or of ``secret`` (an OAuth token), nor of
+	any other secret the process knows (see ``secrets``): for server words that end up in a
+	message, a log or the store."""
+	if isinstance(secret, AccountSettings):
+		return secrets.scrub(text, secret.password, login=secret.login)
+	return secrets.scrub(text, secret)
 
 
 def scrubbed(exc: BaseException) -> BaseException:

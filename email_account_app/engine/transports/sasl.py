@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
+from .. import secrets
 from ..errors import AuthenticationFailed
 
 #: in order of preference
@@ -87,6 +88,7 @@ class Conversation:
 		self, mechanism: str, user: str, token: str, host: str | None = None, port: int | None = None
 	):
 		self.mechanism = mechanism
+		secrets.remember(token, user)  # before it goes out: no form of it in a log or an error
 		self._first = initial_response(mechanism, user, token, host, port)
 		self._sent = False
 		self.error: str | None = None
