@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from email_account_app.engine import secrets
 from email_account_app.sqlite_store import SQLiteStore
 
 from .dovecot import dovecot, flaky_proxy, mailbox, oauth_dovecot, oauthbearer_dovecot, xoauth2_dovecot
@@ -45,3 +46,12 @@ def store(tmp_path):
 	s = SQLiteStore(tmp_path / "mail.sqlite3")
 	yield s
 	s.close()
+
+
+@pytest.fixture(autouse=True)
+def forget_secrets():
+	"""Each test starts with a process that knows no secret: one a test used (a password "nope")
+	would otherwise be blotted out of another test's error messages."""
+	secrets.forget_all()
+	yield
+	secrets.forget_all()

@@ -97,13 +97,6 @@ def leaks(text: str, password: str, login: str = LOGIN) -> list[str]:
 	return found
 
 
-@pytest.fixture(autouse=True)
-def forget_secrets():
-	secrets.forget_all()
-	yield
-	secrets.forget_all()
-
-
 def incoming(server, password: str, *, imap: bool):
 	return account_from_mapping(
 		{
