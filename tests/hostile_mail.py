@@ -39,124 +39,143 @@ def _leaf(name: str, content_type: str, body: bytes, extra: str = "") -> bytes:
 	return _head(name, f"MIME-Version: 1.0\r\nContent-Type: {content_type}\r\n{extra}\r\n") + body
 
 
+def _n(count: int, scale: float) -> int:
+	"""A count scaled down (for a quick test or a mailbox of thousands), never below 1."""
+	return max(1, int(count * scale))
+
+
 LINE = b"The quick brown fox jumps over the lazy dog, and keeps on running far away.\r\n"
 
 
-def content_type_params() -> bytes:  # re-parsed on each access: 25 s for 160 KB before
-	params = "; ".join(f"p{i}=v{i}" for i in range(25_000))
+def content_type_params(scale: float = 1.0) -> bytes:  # re-parsed on each access: 25 s for 160 KB before
+	params = "; ".join(f"p{i}=v{i}" for i in range(_n(25_000, scale)))
 	return _leaf("content-type-params", f"text/plain; {params}; charset=utf-8", b"body\r\n")
 
 
-def content_type_5mb() -> bytes:  # never finished before
-	return _leaf("content-type-5mb", 'text/plain; name="' + "a" * 5_000_000 + '"', b"body\r\n")
+def content_type_5mb(scale: float = 1.0) -> bytes:  # never finished before
+	return _leaf("content-type-5mb", 'text/plain; name="' + "a" * _n(5_000_000, scale) + '"', b"body\r\n")
 
 
-def rfc2231_sections() -> bytes:
-	sections = "; ".join(f"filename*{i}*=utf-8''%C3%A9{i}" for i in range(20_000))
+def rfc2231_sections(scale: float = 1.0) -> bytes:
+	sections = "; ".join(f"filename*{i}*=utf-8''%C3%A9{i}" for i in range(_n(20_000, scale)))
 	part = (
 		f"Content-Type: application/pdf\r\nContent-Disposition: attachment; {sections}\r\n\r\n%PDF".encode()
 	)
 	return _multipart("rfc2231-sections", [b"Content-Type: text/plain\r\n\r\nsee attached", part])
 
 
-def encoded_words_subject() -> bytes:
-	subject = " ".join(["=?utf-8?q?caf=C3=A9?="] * 20_000)
+def encoded_words_subject(scale: float = 1.0) -> bytes:
+	subject = " ".join(["=?utf-8?q?caf=C3=A9?="] * _n(20_000, scale))
 	return _head("x", f"X-Long: 1\r\nSubject: {subject}\r\n\r\nbody\r\n").replace(
 		b"hostile-x", b"hostile-encoded-words-subject"
 	)
 
 
-def many_addresses() -> bytes:
-	to = ", ".join(f'"Name {i}" <user{i}@example.com>' for i in range(30_000))
-	cc = ", ".join(f"=?utf-8?q?N=C3=A9{i}?= <cc{i}@example.com>" for i in range(20_000))
+def many_addresses(scale: float = 1.0) -> bytes:
+	to = ", ".join(f'"Name {i}" <user{i}@example.com>' for i in range(_n(30_000, scale)))
+	cc = ", ".join(f"=?utf-8?q?N=C3=A9{i}?= <cc{i}@example.com>" for i in range(_n(20_000, scale)))
 	return _head("many-addresses", f"Cc: {cc}\r\nReply-To: {to}\r\n\r\nbody\r\n")
 
 
-def address_comments() -> bytes:
-	return _head("address-comments", "Cc: " + "(" * 200_000 + "\r\nBcc: " + '"\\' * 100_000 + "\r\n\r\nx\r\n")
-
-
-def many_headers() -> bytes:
+def address_comments(scale: float = 1.0) -> bytes:
 	return _head(
-		"many-headers", "".join(f"X-H{i}: =?utf-8?q?v=C3=A9{i}?=\r\n" for i in range(60_000)) + "\r\nbody\r\n"
+		"address-comments",
+		"Cc: " + "(" * _n(200_000, scale) + "\r\nBcc: " + '"\\' * _n(100_000, scale) + "\r\n\r\nx\r\n",
 	)
 
 
-def long_references() -> bytes:
-	refs = " ".join(f"<{i}@example.com>" for i in range(100_000))
+def many_headers(scale: float = 1.0) -> bytes:
+	return _head(
+		"many-headers",
+		"".join(f"X-H{i}: =?utf-8?q?v=C3=A9{i}?=\r\n" for i in range(_n(60_000, scale))) + "\r\nbody\r\n",
+	)
+
+
+def long_references(scale: float = 1.0) -> bytes:
+	refs = " ".join(f"<{i}@example.com>" for i in range(_n(100_000, scale)))
 	return _head("long-references", f"References: {refs}\r\nIn-Reply-To: <99999@example.com>\r\n\r\nbody\r\n")
 
 
-def deep_multipart() -> bytes:
-	depth = 3000
+def deep_multipart(scale: float = 1.0) -> bytes:
+	depth = _n(3000, scale)
 	head = "".join(f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(depth))
 	return _head(
 		"deep-multipart", "MIME-Version: 1.0\r\n" + head + "Content-Type: text/plain\r\n\r\nbottom\r\n"
 	)
 
 
-def deep_rfc822() -> bytes:
-	head = "Content-Type: message/rfc822\r\n\r\n" * 3000
+def deep_rfc822(scale: float = 1.0) -> bytes:
+	head = "Content-Type: message/rfc822\r\n\r\n" * _n(3000, scale)
 	return _head("deep-rfc822", "MIME-Version: 1.0\r\n" + head + "Subject: inner\r\n\r\nbottom\r\n")
 
 
-def many_parts() -> bytes:
+def many_parts(scale: float = 1.0) -> bytes:
 	part = b"Content-Type: text/plain\r\n\r\nx"
-	return _multipart("many-parts", [part] * 60_000)
+	return _multipart("many-parts", [part] * _n(60_000, scale))
 
 
-def many_attachments() -> bytes:
+def many_attachments(scale: float = 1.0) -> bytes:
 	parts = [
 		f'Content-Type: application/octet-stream; name="f{i}.bin"\r\nContent-Disposition: attachment; '
 		f'filename="f{i}.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA'.encode()
-		for i in range(5_000)
+		for i in range(_n(5_000, scale))
 	]
 	return _multipart("many-attachments", parts)
 
 
-def huge_text() -> bytes:
-	return _leaf("huge-text", "text/plain; charset=utf-8", LINE * 120_000)  # 9 MB
+def huge_text(scale: float = 1.0) -> bytes:
+	return _leaf("huge-text", "text/plain; charset=utf-8", LINE * _n(120_000, scale))  # 9 MB
 
 
-def huge_text_in_multipart() -> bytes:
-	return _multipart("huge-text-in-multipart", [b"Content-Type: text/plain\r\n\r\n" + LINE * 120_000])
+def huge_text_in_multipart(scale: float = 1.0) -> bytes:
+	return _multipart(
+		"huge-text-in-multipart", [b"Content-Type: text/plain\r\n\r\n" + LINE * _n(120_000, scale)]
+	)
 
 
-def dashes_in_text() -> bytes:  # lines a multipart parser must look at
-	return _multipart("dashes-in-text", [b"Content-Type: text/plain\r\n\r\n" + b"-- \r\nline\r\n" * 200_000])
+def dashes_in_text(scale: float = 1.0) -> bytes:  # lines a multipart parser must look at
+	return _multipart(
+		"dashes-in-text", [b"Content-Type: text/plain\r\n\r\n" + b"-- \r\nline\r\n" * _n(200_000, scale)]
+	)
 
 
-def one_line_html() -> bytes:  # 34 s before
+def one_line_html(scale: float = 1.0) -> bytes:  # 34 s before
 	return _leaf(
-		"one-line-html", "text/html", b"<p>hello <b>world</b> and <i>more</i></p>" * 250_000
+		"one-line-html", "text/html", b"<p>hello <b>world</b> and <i>more</i></p>" * _n(250_000, scale)
 	)  # 10 MB
 
 
-def nested_divs() -> bytes:  # 8-10 s before
-	return _leaf("nested-divs", "text/html", b"<div>" * 50_000 + b"x" + b"</div>" * 50_000)
+def nested_divs(scale: float = 1.0) -> bytes:  # 8-10 s before
+	return _leaf(
+		"nested-divs", "text/html", b"<div>" * _n(50_000, scale) + b"x" + b"</div>" * _n(50_000, scale)
+	)
 
 
-def nested_formatting() -> bytes:
-	return _leaf("nested-formatting", "text/html", b"<b><i><u><table><tr><td>" * 20_000 + b"x")
+def nested_formatting(scale: float = 1.0) -> bytes:
+	return _leaf("nested-formatting", "text/html", b"<b><i><u><table><tr><td>" * _n(20_000, scale) + b"x")
 
 
-def unclosed_paragraphs() -> bytes:  # deep by count of tags, flat for a browser: kept as HTML
-	return _leaf("unclosed-paragraphs", "text/html", b"<p>para " * 20_000)
+def unclosed_paragraphs(
+	scale: float = 1.0,
+) -> bytes:  # deep by count of tags, flat for a browser: kept as HTML
+	return _leaf("unclosed-paragraphs", "text/html", b"<p>para " * _n(20_000, scale))
 
 
-def binary_garbage() -> bytes:
+def binary_garbage(scale: float = 1.0) -> bytes:
 	rng = random.Random(5)
-	return _head("binary-garbage", "\r\n") + rng.randbytes(3_000_000)
+	return _head("binary-garbage", "\r\n") + rng.randbytes(_n(3_000_000, scale))
 
 
-def nul_headers() -> bytes:
+def nul_headers(scale: float = 1.0) -> bytes:
 	return (
 		b"From: N\x00ame <nul@exa\x00mple.com>\r\nSubject: hostile \x00nul\x00\r\nMessage-ID: <hostile-nul-headers@example.com>\r\n"
 		b'Content-Type: text/plain; name="a\x00b.txt"\r\n\r\nbody \x00 with nul\r\n'
 	)
 
 
-def broken_encoded_words() -> bytes:  # surrogates in display names: the store's insert failed
+def broken_encoded_words(
+	scale: float = 1.0,
+) -> bytes:  # surrogates in display names: the store's insert failed
 	return (
 		b"From: =?utf-8?b?gICA?= <broken@example.com>\r\n"
 		b"To: =?utf-8?q?=FF=FE?= <to@example.com>, =?utf-7?q?+2D3cAA-?= <u7@example.com>\r\n"
@@ -168,51 +187,53 @@ def broken_encoded_words() -> bytes:  # surrogates in display names: the store's
 	)
 
 
-def broken_base64() -> bytes:
-	body = (base64.encodebytes(bytes(range(256)) * 8000).replace(b"\n", b"\r\n")[:-7] + b"!!@@##\r\n") * 3
+def broken_base64(scale: float = 1.0) -> bytes:
+	body = (
+		base64.encodebytes(bytes(range(256)) * _n(8000, scale)).replace(b"\n", b"\r\n")[:-7] + b"!!@@##\r\n"
+	) * 3
 	part = b"Content-Type: application/zip\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body
 	return _multipart("broken-base64", [b"Content-Type: text/plain\r\n\r\nzip", part])
 
 
-def soft_line_breaks() -> bytes:
+def soft_line_breaks(scale: float = 1.0) -> bytes:
 	return _leaf(
 		"soft-line-breaks",
 		"text/plain",
-		b"=\r\n" * 1_000_000 + b"end",
+		b"=\r\n" * _n(1_000_000, scale) + b"end",
 		"Content-Transfer-Encoding: quoted-printable\r\n",
 	)
 
 
-def no_newlines() -> bytes:
-	return _leaf("no-newlines", "text/plain", b"x" * 8_000_000)
+def no_newlines(scale: float = 1.0) -> bytes:
+	return _leaf("no-newlines", "text/plain", b"x" * _n(8_000_000, scale))
 
 
-def delivery_status_blocks() -> bytes:
+def delivery_status_blocks(scale: float = 1.0) -> bytes:
 	status = (
 		b"Content-Type: message/delivery-status\r\n\r\n"
-		+ b"Final-Recipient: rfc822; a@b.c\r\nAction: failed\r\n\r\n" * 50_000
+		+ b"Final-Recipient: rfc822; a@b.c\r\nAction: failed\r\n\r\n" * _n(50_000, scale)
 	)
 	msg = _multipart("delivery-status-blocks", [b"Content-Type: text/plain\r\n\r\nbounce", status])
 	return msg.replace(b"multipart/mixed;", b"multipart/report; report-type=delivery-status;", 1)
 
 
-def huge_inner_header() -> bytes:
-	inner = b"Subject: inner\r\nX-Big: " + b"y" * 3_000_000 + b"\r\n\r\ninner body\r\n"
+def huge_inner_header(scale: float = 1.0) -> bytes:
+	inner = b"Subject: inner\r\nX-Big: " + b"y" * _n(3_000_000, scale) + b"\r\n\r\ninner body\r\n"
 	return _multipart(
 		"huge-inner-header",
 		[b"Content-Type: text/plain\r\n\r\nfwd", b"Content-Type: message/rfc822\r\n\r\n" + inner],
 	)
 
 
-def unknown_charsets() -> bytes:
-	part = b"Content-Type: text/plain; charset=utf-7\r\n\r\n" + b"+2D3cAA-+AGEAYgBj-" * 100_000
-	html = b"Content-Type: text/html; charset=x-nonsense\r\n\r\n" + b"<p>\xe9\xe8</p>" * 100_000
+def unknown_charsets(scale: float = 1.0) -> bytes:
+	part = b"Content-Type: text/plain; charset=utf-7\r\n\r\n" + b"+2D3cAA-+AGEAYgBj-" * _n(100_000, scale)
+	html = b"Content-Type: text/html; charset=x-nonsense\r\n\r\n" + b"<p>\xe9\xe8</p>" * _n(100_000, scale)
 	return _multipart("unknown-charsets", [part, html]).replace(
 		b"multipart/mixed", b"multipart/alternative", 1
 	)
 
 
-HOSTILE: dict[str, Callable[[], bytes]] = {
+HOSTILE: dict[str, Callable[..., bytes]] = {
 	"content-type-params": content_type_params,
 	"content-type-5mb": content_type_5mb,
 	"rfc2231-sections": rfc2231_sections,
@@ -244,13 +265,15 @@ HOSTILE: dict[str, Callable[[], bytes]] = {
 }
 
 
-def hostile_stream(count: int, seed: int = 11) -> Iterator[bytes]:
-	"""``count`` hostile messages: the catalogue over and over, each copy with its own Message-ID."""
+def hostile_stream(count: int, scale: float = 0.1, full_every: int = 100) -> Iterator[bytes]:
+	"""``count`` hostile messages: the catalogue over and over at ``scale`` (one in ``full_every``
+	at full size), each copy with its own Message-ID."""
 	names = list(HOSTILE)
-	cache: dict[str, bytes] = {}
+	cache: dict[tuple[str, float], bytes] = {}
 	for n in range(count):
-		name = names[(n + seed) % len(names)]
-		raw = cache.get(name) or cache.setdefault(name, HOSTILE[name]())
+		name = names[n % len(names)]
+		size = 1.0 if n % full_every == full_every - 1 else scale
+		raw = cache.get((name, size)) or cache.setdefault((name, size), HOSTILE[name](size))
 		yield raw.replace(f"<hostile-{name}@".encode(), f"<hostile-{name}-{n}@".encode(), 1)
 
 
