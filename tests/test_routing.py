@@ -291,10 +291,13 @@ def test_per_folder_condition(box, store):
 	]
 
 
-def test_condition_error_at_pull_time_skips_with_the_reason(box, store):
+def test_condition_error_at_pull_time_keeps_the_message_as_failed(box, store):
 	acct = support(box, condition='doc.date > "2020"')
-	m = only(pull(box, store, make_mail(), acct))
-	assert m.action == "skipped" and "failed" in m.reason
+	raw = make_mail()
+	m = only(pull(box, store, raw, acct))
+	assert m.action == "failed" and "import condition" in m.reason and "TypeError" in m.reason
+	assert store.rows("SELECT raw FROM failures")[0][0].replace(b"\r\n", b"\n") == raw.replace(b"\r\n", b"\n")
+	assert store.count("skipped") == 0
 
 
 # -- automatic linking ------------------------------------------------------------------------

@@ -3,21 +3,42 @@
 Pure: no I/O, no frappe. ``parse_message`` never raises: a message it cannot read at all still
 becomes a record with its raw bytes, a stable derived Message-ID and a warning, so the sync can
 store it and go on.
+
+Every message gets a budget, enforced by bounding what each step is given rather than by a clock,
+so no message costs much more than a second or more than a few times its size in memory, whatever
+it holds (the budgets are the constants below):
+- the standard library's header parsers (quadratic on some inputs, and run again on every access)
+  never see a long value: Content-Type and Content-Disposition are cut down to their type and the
+  parameters that matter, other values are cut, and past a per-message allowance only the type is
+  left; address headers and the headers shown are read up to a length, the rest said in a warning;
+- a message whose structure is too large to split (too many lines, MIME parts or nested containers
+  after long bodies are set aside, or a header block too long) is read for its headers only: its
+  text is a note saying why and the whole message is attached as it came (message.eml);
+- HTML given to the sanitizer and to the HTML-to-text converter is cut in length and refused past a
+  nesting depth (then kept as text, tags stripped), and a text body is cut; what was cut is attached
+  whole (message.html, message.txt) so nothing is lost;
+- every text in the record encodes as UTF-8 and holds no NUL (broken encoded words and 8-bit
+  bytes are repaired as the subject is), so a store can always write it.
 """
 
 from __future__ import annotations
 
 import codecs
+import collections
+import dataclasses
 import email
+import email.parser
 import email.policy
 import email.utils
 import functools
 import hashlib
 import html
+import itertools
 import logging
 import mimetypes
 import re
 import secrets
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import Message
@@ -30,25 +51,79 @@ from email_reply_parser import EmailMessage as _ReplyMessage
 logger = logging.getLogger(__name__)
 
 
+class _Budget:
+	"""What one message may still spend on the standard library's header parsing (characters of
+	values parsed without a cache hit) and on decoding headers for display."""
+
+	__slots__ = ("decode", "structured")
+
+	def __init__(self) -> None:
+		self.structured = STRUCTURED_HEADER_BUDGET
+		self.decode = HEADER_DECODE_BUDGET
+
+
 class _CachingPolicy(email.policy.EmailPolicy):
-	"""email.policy.default that parses each distinct header once, and never raises doing it.
+	"""email.policy.default that parses each distinct header once, never raises doing it, and never
+	hands the standard library's parser a long value.
 
 	The stdlib parses a header again on every access (get_content_type() alone reads Content-Type
 	several times per part, and the parser itself asks while it splits multiparts). Parsed headers
-	are immutable, so they are cached by (name, value): about half of the time of a parse.
+	are immutable, so short ones are cached by (name, value): about half of the time of a parse.
+	Its parser is slow (and worse than linear on some inputs), so a long value is cut down first
+	(``_bounded_value``), and each message has an allowance of characters parsed without a cache
+	hit (``budget``, one per message): past it, only a Content-Type's type and boundary are read.
 	"""
 
+	budget: _Budget | None = None
+
 	def header_fetch_parse(self, name, value):
-		if not isinstance(value, str) or len(value) > 256:
+		if not isinstance(value, str):
 			return _tolerant_header_parse(self, name, value)
-		return _parsed_header(self, name, value)
+		value = _bounded_value(name, value)
+		cached = _HEADER_CACHE.get((name, value))
+		if cached is not None:
+			return cached
+		budget = self.budget
+		if budget is not None:
+			if budget.structured < len(value):
+				value = _minimal_value(name, value)
+				cached = _HEADER_CACHE.get((name, value))
+				if cached is not None:
+					return cached
+			budget.structured -= len(value)
+		parsed = _tolerant_header_parse(self, name, value)
+		if len(value) <= HEADER_CACHE_VALUE_LIMIT:
+			_HEADER_CACHE.put((name, value), parsed)
+		return parsed
+
+
+class _LRU:
+	"""A small least-recently-used cache, safe to share between threads."""
+
+	def __init__(self, size: int) -> None:
+		self.size = size
+		self.items: collections.OrderedDict = collections.OrderedDict()
+		self.lock = threading.Lock()
+
+	def get(self, key):
+		with self.lock:
+			found = self.items.get(key)
+			if found is not None:
+				self.items.move_to_end(key)
+			return found
+
+	def put(self, key, value) -> None:
+		with self.lock:
+			self.items[key] = value
+			self.items.move_to_end(key)
+			while len(self.items) > self.size:
+				self.items.popitem(last=False)
 
 
 # Bounded in count and in the length of a value (a parsed header keeps its whole parse tree): the
 # same Content-Type and Content-Transfer-Encoding values come in message after message.
-@functools.lru_cache(maxsize=256)
-def _parsed_header(policy: email.policy.EmailPolicy, name: str, value: str):
-	return _tolerant_header_parse(policy, name, value)
+HEADER_CACHE_VALUE_LIMIT = 256
+_HEADER_CACHE = _LRU(256)
 
 
 def _tolerant_header_parse(policy: email.policy.EmailPolicy, name: str, value):
@@ -59,6 +134,60 @@ def _tolerant_header_parse(policy: email.policy.EmailPolicy, name: str, value):
 		return email.policy.EmailPolicy.header_fetch_parse(policy, name, value)
 	except Exception:
 		return email.policy.EmailPolicy.header_fetch_parse(policy, name, "")
+
+
+# -- bounding header values ------------------------------------------------------------------
+
+# the parameters a reader of the message uses, first the ones the structure depends on
+_KEPT_PARAMETERS = ("boundary", "charset", "report-type", "format", "delsp", "name", "filename", "type")
+# one of them: "; name=token" or '; name="quoted"', RFC 2231 sections too (linear: each try starts at ";")
+_KEPT_PARAMETER = re.compile(
+	r";\s*((?:" + "|".join(_KEPT_PARAMETERS) + r')(?:\*\d{0,3}\*?)?)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)',
+	re.IGNORECASE,
+)
+_MIME_TYPE = re.compile(r"\s*([\w.+-]{1,100}(?:/[\w.+-]{1,100})?)")
+_CONTENT_HEADERS = ("content-type", "content-disposition")
+
+
+def _bounded_value(name: str, value: str) -> str:
+	"""A header value short enough for the stdlib's parser: as it is when short (the common case);
+	a long Content-Type or Content-Disposition cut down to its type and kept parameters (RFC 2231
+	sections included, in a bounded number); any other long value cut."""
+	if len(value) <= HEADER_FETCH_LIMIT:
+		return value
+	if name.lower() in _CONTENT_HEADERS:
+		return _reduced_content_header(value)
+	return value[:HEADER_FETCH_LIMIT]
+
+
+def _reduced_content_header(value: str, *, minimal: bool = False) -> str:
+	"""A Content-Type or Content-Disposition value with its type and the parameters that matter,
+	each cut, in at most HEADER_FETCH_LIMIT characters, read from the value's first
+	HEADER_PARSE_LIMIT characters; ``minimal``: the type and boundary only."""
+	value = value[:HEADER_PARSE_LIMIT].replace("\r", "").replace("\n", "")
+	found = _MIME_TYPE.match(value)
+	kind = found.group(1) if found else ""
+	wanted = _KEPT_PARAMETERS[:1] if minimal else _KEPT_PARAMETERS
+	kept: dict[str, list[str]] = {key: [] for key in wanted}
+	for match in _KEPT_PARAMETER.finditer(value, found.end() if found else 0):
+		key = match.group(1).lower()
+		sections = kept.get(key.partition("*")[0])
+		if sections is not None and len(sections) < MAX_KEPT_PARAMETERS:
+			sections.append(f"{key}={match.group(2).strip()[:PARAMETER_VALUE_LIMIT]}")
+	reduced = kind
+	for params in kept.values():
+		for param in params:
+			if len(reduced) + len(param) + 2 > HEADER_FETCH_LIMIT:
+				return reduced
+			reduced += "; " + param
+	return reduced
+
+
+def _minimal_value(name: str, value: str) -> str:
+	"""What is left of a header once the message's parsing allowance is spent."""
+	if name.lower() in _CONTENT_HEADERS:
+		return _reduced_content_header(value, minimal=True)
+	return ""
 
 
 _POLICY = _CachingPolicy()
@@ -76,12 +205,33 @@ for _type, _extension in (
 	_MIME_TYPES.add_type(_type, _extension)
 
 HEADER_VALUE_LIMIT = 8 * 1024  # per value kept in IncomingMessage.headers
-HEADER_PARSE_LIMIT = 64 * 1024  # a structured header (To, Cc, References...) is read up to this
+HEADER_PARSE_LIMIT = 64 * 1024  # a header (References, Subject...) is read up to this
+# -- the budget of one message (see the module docstring)
+HEADER_FETCH_LIMIT = 2048  # the longest value the stdlib's header parser is given
+PARAMETER_VALUE_LIMIT = 1024  # each parameter kept of a long Content-Type / Content-Disposition
+MAX_KEPT_PARAMETERS = 32  # sections (RFC 2231) kept of each parameter of a long one
+STRUCTURED_HEADER_BUDGET = 32 * 1024  # characters the stdlib's header parser may read per message
+HEADER_DECODE_BUDGET = 256 * 1024  # characters of header values decoded for display per message
+ADDRESS_PARSE_LIMIT = 16 * 1024  # an address header (From, To, Cc...) is read up to this
+ADDRESS_STRICT_LIMIT = 1024  # longer ones are read by the simpler, faster parser of email.utils
+MAX_HEADERS = 1000  # headers kept in IncomingMessage.headers
+HEADER_BLOCK_LIMIT = 1024 * 1024  # a message's own header block, past which only its headers are read
+MAX_PARSE_LINES = 20_000  # lines the feed parser reads (long bodies set aside), else headers only
+MAX_MIME_LINES = 2_000  # lines starting with "--" (boundaries, at most), else headers only
+MAX_CONTAINERS = 64  # multipart/* and message/* parts, else headers only
+HTML_LIMIT = 512 * 1024  # characters of HTML given to the sanitizer (Gmail shows 102 KB)
+HTML_DEPTH_LIMIT = 200  # elements open at once in the HTML; deeper HTML is kept as text only
+HTML_TEXT_LIMIT = 48 * 1024  # characters of HTML html2text turns into text (the rest: its words)
+TEXT_LIMIT = 1024 * 1024  # characters of a text body kept in text_content
+REPLY_SCAN_LIMIT = 64 * 1024  # characters of text searched for where the quoted reply starts
+MAX_BOUNCE_BLOCKS = 100  # field blocks read of a delivery status report
 FILENAME_LIMIT = 255  # bytes of UTF-8
 FUTURE_TOLERANCE = timedelta(days=1)
 DERIVED_ID_DOMAIN = "email-account-app.invalid"
 
 _ANGLE_ID = re.compile(r"<([^<>]*)>")
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _WHITESPACE = re.compile(r"\s+")
 _UNSAFE_FILENAME_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _CID_REFERENCE = re.compile(r"""cid:([^"'\s<>)]+)""", re.IGNORECASE)
@@ -220,6 +370,32 @@ class IncomingMessage:
 		return next((value for key, value in self.headers if key.lower() == name), None)
 
 
+def _cleaned(record):
+	"""``record`` (an IncomingMessage, or any value in one) with every text in it encodable as
+	UTF-8 and without NULs: lone surrogates, from broken encoded words or raw 8-bit bytes, are
+	read as the subject's are (``_repair``). Bytes are left as they came."""
+	if isinstance(record, str):
+		return _clean_text(record)
+	if isinstance(record, tuple):
+		return tuple(_cleaned(item) for item in record)
+	if dataclasses.is_dataclass(record):
+		changes = {}
+		for item in dataclasses.fields(record):
+			value = getattr(record, item.name)
+			if isinstance(value, (str, tuple)) or dataclasses.is_dataclass(value):
+				cleaned = _cleaned(value)
+				if cleaned is not value and cleaned != value:
+					changes[item.name] = cleaned
+		return dataclasses.replace(record, **changes) if changes else record
+	return record
+
+
+def _clean_text(text: str) -> str:
+	if "\x00" in text:
+		text = text.replace("\x00", "")
+	return text if text.isascii() else _repair(text)
+
+
 # -- public helpers --------------------------------------------------------------------------
 
 
@@ -231,6 +407,7 @@ def parse_message_ids(value: str | None) -> tuple[str, ...]:
 	"""
 	if not value:
 		return ()
+	value = _CONTROLS.sub(" ", value)
 	ids = [_WHITESPACE.sub("", found) for found in _ANGLE_ID.findall(value)]
 	if not any(ids):
 		ids = [word.strip("<>,;") for word in value.split() if "@" in word]
@@ -242,7 +419,7 @@ def parse_message_id(value: str | None) -> str | None:
 	ids = parse_message_ids(value)
 	if ids:
 		return ids[0]
-	word = (value or "").strip().strip("<>")
+	word = _CONTROLS.sub(" ", value or "").strip().strip("<>")
 	return word if word and not any(c.isspace() or c in "<>" for c in word) else None
 
 
@@ -295,14 +472,16 @@ def parse_message(
 		return _parse(raw, attachment_limit, received_at)
 	except Exception as exc:
 		logger.exception("could not parse a message of %d bytes", len(raw))
-		return IncomingMessage(
-			raw=raw,
-			size=len(raw),
-			message_id=derived_message_id(raw),
-			message_id_derived=True,
-			date=received_at or datetime.now(timezone.utc),
-			date_from_header=False,
-			warnings=(f"could not parse: {type(exc).__name__}: {exc}"[:500],),
+		return _cleaned(
+			IncomingMessage(
+				raw=raw,
+				size=len(raw),
+				message_id=derived_message_id(raw),
+				message_id_derived=True,
+				date=received_at or datetime.now(timezone.utc),
+				date_from_header=False,
+				warnings=(f"could not parse: {type(exc).__name__}: {exc}"[:500],),
+			)
 		)
 
 
@@ -310,70 +489,101 @@ def _parse(raw: bytes, attachment_limit: int | None, received_at: datetime | Non
 	warnings: list[str] = []
 	if not raw.strip():
 		warnings.append("the message is empty")
-	msg = _message_from_bytes(raw)
-	headers, values = _read_headers(msg, warnings)
+	budget = _Budget()
+	msg, unread = _message_from_bytes(raw, budget)
+	headers, values = _read_headers(msg, warnings, budget)
 
-	parts = _parts(msg)
-	text_part = _body(msg, parts, "plain")
-	html_part = _body(msg, parts, "html")
-	if text_part is None and html_part is None and _is_broken_multipart(msg):
-		text_part = msg  # better the body with its boundary lines than nothing
-	raw_html = _part_text(html_part, warnings) if html_part is not None else ""
-	html_content = sanitize_html(raw_html) if raw_html else ""
-	text_content = _plain_text(text_part, warnings) if text_part is not None else ""
-	if not text_content.strip() and html_content:
-		text_content = _html_to_text(html_content, warnings)
+	if unread is not None:  # over the budget: the headers, a note, and the message as it came
+		warnings.append(unread)
+		parts = [msg]
+		text_content = unread
+		html_content = ""
+		attachments: tuple[Attachment, ...] = (
+			_kept_whole("message.eml", "message/rfc822", raw, attachment_limit, warnings),
+		)
+	else:
+		parts = _parts(msg)
+		text_part = _body(msg, parts, "plain")
+		html_part = _body(msg, parts, "html")
+		if text_part is None and html_part is None and _is_broken_multipart(msg):
+			text_part = msg  # better the body with its boundary lines than nothing
+		kept: list[Attachment] = []
+		raw_html = (
+			_part_text(html_part, warnings, HTML_LIMIT, kept, attachment_limit)
+			if html_part is not None
+			else ""
+		)
+		html_content, html_as_text = _sanitized(raw_html, warnings) if raw_html else ("", "")
+		text_content = (
+			_plain_text(text_part, warnings, kept, attachment_limit) if text_part is not None else ""
+		)
+		if not text_content.strip() and (html_content or html_as_text):
+			text_content = html_as_text or _html_to_text(html_content, warnings)
 
-	cids = {unquote(c) for c in _CID_REFERENCE.findall(raw_html)}
-	attachments = tuple(
-		_attachment(part, attachment_limit, cids, warnings)
-		for part in parts
-		if part is not text_part and part is not html_part and _is_leaf(part)
-	)
+		cids = {unquote(c) for c in _CID_REFERENCE.findall(raw_html)}
+		attachments = tuple(
+			_attachment(part, attachment_limit, cids, warnings)
+			for part in parts
+			if part is not text_part and part is not html_part and _is_leaf(part)
+		) + tuple(kept)
 	warnings.extend(_defect_warnings(parts))
 
 	message_id = parse_message_id(_first(values, "message-id"))
 	date, date_from_header = _message_date(_first(values, "date"), received_at, warnings)
 	sender = next(iter(_addresses(values, "From", warnings)), None)
-	return IncomingMessage(
-		raw=raw,
-		size=len(raw),
-		message_id=message_id or derived_message_id(raw),
-		message_id_derived=message_id is None,
-		date=date,
-		date_from_header=date_from_header,
-		in_reply_to=parse_message_ids(" ".join(values.get("in-reply-to", ()))),
-		references=parse_message_ids(" ".join(values.get("references", ()))),
-		subject=" ".join(_decode_words(_first(values, "subject") or "").split()),
-		sender=sender,
-		reply_to=_addresses(values, "Reply-To", warnings),
-		to=_addresses(values, "To", warnings),
-		cc=_addresses(values, "Cc", warnings),
-		delivered_to=_delivered_to(values),
-		text_content=text_content,
-		html_content=html_content,
-		reply_text=extract_reply(text_content),
-		attachments=attachments,
-		auto_submitted=_auto_submitted(values, sender),
-		bounce=_bounce_report(msg),
-		warnings=tuple(dict.fromkeys(warnings)),
-		headers=headers,
+	return _cleaned(
+		IncomingMessage(
+			raw=raw,
+			size=len(raw),
+			message_id=message_id or derived_message_id(raw),
+			message_id_derived=message_id is None,
+			date=date,
+			date_from_header=date_from_header,
+			in_reply_to=parse_message_ids(" ".join(values.get("in-reply-to", ()))),
+			references=parse_message_ids(" ".join(values.get("references", ()))),
+			subject=_one_line(_decode_words((_first(values, "subject") or "")[:HEADER_VALUE_LIMIT])),
+			sender=sender,
+			reply_to=_addresses(values, "Reply-To", warnings),
+			to=_addresses(values, "To", warnings),
+			cc=_addresses(values, "Cc", warnings),
+			delivered_to=_delivered_to(values),
+			text_content=text_content,
+			html_content=html_content,
+			reply_text=extract_reply(text_content),
+			attachments=attachments,
+			auto_submitted=_auto_submitted(values, sender),
+			bounce=_bounce_report(msg) if unread is None else None,
+			warnings=tuple(dict.fromkeys(warnings)),
+			headers=headers,
+		)
 	)
 
 
-def _message_from_bytes(raw: bytes) -> Message:
-	"""email.message_from_bytes, with long base64 bodies set aside while the feed parser runs.
+def _message_from_bytes(raw: bytes, budget: _Budget | None = None) -> tuple[Message, str | None]:
+	"""The message parsed, and None; or, when its structure is over the budget, its headers only
+	and the reason.
 
-	The feed parser reads a message line by line in Python: a 300 KB attachment is 4,000 lines
-	and about 10 ms. Its base64 lines mean nothing to it (they hold no boundary, no header), so
-	each long run of them is swapped for a one-word placeholder, and put back into the part that
-	holds it afterwards, exactly as it was. Should a placeholder not land in exactly one part's
-	payload, the message is parsed again the plain way.
+	email.message_from_bytes, with long bodies set aside while the feed parser runs. The feed
+	parser reads a message line by line in Python (a 300 KB attachment is 4,000 lines and about
+	10 ms, and each line is tested against every boundary open around it). The text of a part
+	that is not a container means nothing to it, up to a line starting with "--" (a boundary, or
+	not), so each long run of such lines is swapped for a one-word placeholder, and put back
+	into the part that holds it afterwards, exactly as it was. Should a placeholder not land in
+	exactly one part's payload, the message is parsed again the plain way.
 	"""
-	collapsed, runs = _collapse_base64(raw)
+	policy = _POLICY.clone(budget=budget) if budget is not None else _POLICY
+	head_end = _body_start(raw, 0, HEADER_BLOCK_LIMIT)
+	if head_end is None and len(raw) > HEADER_BLOCK_LIMIT:
+		return _headers_only(
+			raw, policy, f"its header block is longer than {_human_size(HEADER_BLOCK_LIMIT)}"
+		)
+	collapsed, runs = _collapse_bodies(raw)
+	unread = _structure_over_budget(collapsed)
+	if unread is not None:
+		return _headers_only(raw, policy, unread)
 	if not runs:
-		return email.message_from_bytes(raw, policy=_POLICY)
-	msg = email.message_from_bytes(collapsed, policy=_POLICY)
+		return email.message_from_bytes(raw, policy=policy), None
+	msg = email.message_from_bytes(collapsed, policy=policy)
 	restored = 0
 	for part in msg.walk():
 		payload = part._payload  # a leaf's text as parsed (a list for multiparts)
@@ -384,51 +594,141 @@ def _message_from_bytes(raw: bytes) -> Message:
 					payload = payload.replace(token, run)
 			part.set_payload(payload)
 	if restored != len(runs):
-		return email.message_from_bytes(raw, policy=_POLICY)
-	return msg
+		return email.message_from_bytes(raw, policy=policy), None
+	return msg, None
 
 
-_BASE64_CTE = re.compile(rb"^content-transfer-encoding:[ \t]*base64[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
-_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n\t "
-_PLACEHOLDER_PREFIX = "EmailAccountAppBase64Run"
+def _structure_over_budget(collapsed: bytes) -> str | None:
+	"""Why the feed parser may not read this message (long bodies set aside), or None."""
+	lines = collapsed.count(b"\n") + collapsed.count(b"\r") - collapsed.count(b"\r\n")
+	if lines > MAX_PARSE_LINES:
+		return f"it has {lines:,} lines to split into parts, more than {MAX_PARSE_LINES:,}"
+	dashes = collapsed.count(b"\n--") + collapsed.count(b"\r--") + collapsed.startswith(b"--")
+	if dashes > MAX_MIME_LINES:
+		return f"it has {dashes:,} lines that may start a MIME part, more than {MAX_MIME_LINES:,}"
+	lowered = collapsed.lower()
+	containers = len(_CONTAINER_LINE.findall(lowered)) + lowered.startswith(b"content-type:")
+	if containers > MAX_CONTAINERS:
+		return f"it has {containers:,} nested MIME containers, more than {MAX_CONTAINERS:,}"
+	return None
+
+
+def _headers_only(raw: bytes, policy: email.policy.EmailPolicy, reason: str) -> tuple[Message, str]:
+	"""The message's own header block (cut at HEADER_BLOCK_LIMIT and MAX_PARSE_LINES lines) parsed
+	without its body, and the note that says so."""
+	end = _body_start(raw, 0, HEADER_BLOCK_LIMIT)
+	block = raw[: HEADER_BLOCK_LIMIT if end is None else end]
+	cut = _nth_line_end(block, MAX_PARSE_LINES)
+	if cut is not None:
+		block = block[:cut]
+	msg = email.parser.BytesParser(policy=policy).parsebytes(
+		block.rstrip(b"\r\n") + b"\n\n", headersonly=True
+	)
+	note = (
+		f"This message is too complex to read here ({reason}), so only its headers were read. "
+		"The whole message is attached as it came (message.eml); open it in a mail client to read it."
+	)
+	return msg, note
+
+
+def _nth_line_end(data: bytes, count: int) -> int | None:
+	"""Where the ``count``-th line of ``data`` ends, or None when it has fewer lines."""
+	if data.count(b"\n") < count:
+		return None
+	position = -1
+	for _ in range(count):
+		position = data.find(b"\n", position + 1)
+	return position + 1
+
+
+_CONTENT_TYPE_LINE = re.compile(rb"^content-type[ \t]*:", re.IGNORECASE | re.MULTILINE)
+# searched in lowercased bytes: a literal start, so the search runs at the speed of a find
+_CONTAINER_LINE = re.compile(rb"[\r\n]content-type:\s*(?:multipart|message)/")
+_PLACEHOLDER_PREFIX = "EmailAccountAppBodyRun"
 BASE64_RUN_MIN = 2048  # shorter bodies are parsed as they are: setting them aside costs more
 
 
-def _collapse_base64(raw: bytes) -> tuple[bytes, dict[str, str]]:
-	"""The message with each long base64 body replaced by a placeholder, and the bodies by
-	placeholder. A body is the text after the blank line that follows a base64
-	Content-Transfer-Encoding header, up to the next line starting with "--" (a boundary);
-	it is set aside only when it is long and all base64 characters and whitespace."""
+class _LineStarts:
+	"""Successive positions of the lines of ``data`` that start with ``word`` (lines end at CR, LF
+	or CRLF, as the feed parser splits them), each found at the speed of bytes.find."""
+
+	def __init__(self, data: bytes, word: bytes) -> None:
+		self.data = data
+		self.after_lf = b"\n" + word
+		self.after_cr = b"\r" + word
+		self.next_lf = self.next_cr = -2  # not looked for yet
+
+	def next(self, start: int) -> int:
+		"""The first such line at or after ``start`` (the line may begin exactly there), or -1."""
+		if start == 0 and self.data.startswith(self.after_lf[1:]):
+			return 0
+		since = max(0, start - 1)
+		if self.next_lf != -1 and self.next_lf < since:
+			self.next_lf = self.data.find(self.after_lf, since)
+		if self.next_cr != -1 and self.next_cr < since:
+			self.next_cr = self.data.find(self.after_cr, since)
+		found = [p for p in (self.next_lf, self.next_cr) if p >= 0]
+		return min(found) + 1 if found else -1
+
+
+def _collapse_bodies(raw: bytes) -> tuple[bytes, dict[str, str]]:
+	"""The message with each long body text replaced by a placeholder, and the texts by
+	placeholder. A body is the text after the blank line that ends the headers of a part whose
+	Content-Type is not multipart/* or message/*, up to the next line starting with "--" (a
+	boundary, maybe); the message's own body (when it is no container) up to its end. Nothing
+	after a message/delivery-status header is set aside: that body is header blocks. At most
+	MAX_MIME_LINES headers are looked at: past that the message is over its budget anyway."""
 	if len(raw) < BASE64_RUN_MIN or _PLACEHOLDER_PREFIX.encode() in raw:
 		return raw, {}
 	nonce = secrets.token_hex(8)
 	pieces: list[bytes] = []
 	runs: dict[str, str] = {}
-	position = search_from = 0
-	while (found := _BASE64_CTE.search(raw, search_from)) is not None:
-		start = _body_start(raw, found.end())
-		if start is None:
-			break
-		if not _is_leaf_header_block(raw, found.start(), start):
-			search_from = start
-			continue
-		boundary = raw.find(b"\n--", start)
-		search_from = end = len(raw) if boundary == -1 else boundary + 1
-		# the last line end is the boundary's, or dropped at the end of the message: not the run's
-		if raw.endswith(b"\r\n", start, end):
-			end -= 2
-		elif raw.endswith((b"\n", b"\r"), start, end):
-			end -= 1
+	position = 0
+
+	def set_aside(start: int, end: int) -> None:
+		nonlocal position
 		if end - start < BASE64_RUN_MIN:
-			continue
-		run = raw[start:end]
-		if run.translate(None, _BASE64_ALPHABET):
-			continue
+			return
 		token = f"{_PLACEHOLDER_PREFIX}{nonce}N{len(runs)}"
-		runs[token] = run.decode("ascii")
+		runs[token] = raw[start:end].decode("ascii", "surrogateescape")
 		pieces.append(raw[position:start])
 		pieces.append(token.encode("ascii"))
 		position = end
+
+	top_end = _body_start(raw, 0)
+	if top_end is not None and _is_leaf_block(raw[:top_end], default_leaf=True):
+		set_aside(top_end, len(raw))  # not a container: the feed parser reads the rest as one text
+	else:
+		lowered = raw.lower()
+		headers = _LineStarts(lowered, b"content-type")
+		dashes = _LineStarts(raw, b"--")
+		boundaries: set[bytes] = set()
+		search_from = 0
+		for _ in range(MAX_MIME_LINES):
+			header = headers.next(search_from)
+			if header == -1:
+				break
+			start = _body_start(raw, header)
+			if start is None:
+				break
+			search_from = start
+			leaf = _is_leaf_header_block(raw, header, start, boundaries)
+			if leaf is None:  # a message/delivery-status body: header blocks, up to a boundary
+				after = _next_boundary_line(raw, dashes, start, boundaries)
+				if after == -1:
+					break
+				search_from = after
+				continue
+			if not leaf:
+				continue
+			boundary = dashes.next(start)
+			search_from = end = len(raw) if boundary == -1 else boundary
+			# the last line end is the boundary's, or dropped at the end of the message: not the run's
+			if raw.endswith(b"\r\n", start, end):
+				end -= 2
+			elif raw.endswith((b"\n", b"\r"), start, end):
+				end -= 1
+			set_aside(start, end)
 	if not runs:
 		return raw, {}
 	pieces.append(raw[position:])
@@ -441,51 +741,104 @@ _LEAF_CONTENT_TYPE = re.compile(
 _CONTAINER_CONTENT_TYPE = re.compile(
 	rb"^content-type:\s*(?:multipart|message)/", re.IGNORECASE | re.MULTILINE
 )
+_DELIVERY_STATUS = re.compile(rb"^content-type:\s*message/delivery-status", re.IGNORECASE | re.MULTILINE)
+_BOUNDARY = re.compile(rb'boundary\s*=\s*("[^"\r\n]{1,200}"|[^\s;"]{1,200})', re.IGNORECASE)
+HEADER_LOOKBACK = 8 * 1024  # how far before a Content-Type line its header block is looked for
 
 
-def _is_leaf_header_block(raw: bytes, header: int, body: int) -> bool:
+def _is_leaf_header_block(raw: bytes, header: int, body: int, boundaries: set[bytes]) -> bool | None:
 	"""Whether the headers around ``header`` (up to ``body``) name a type whose body the parser
 	does not open: a message/* body is parsed as a message, a multipart/* body is split, and a
-	part without Content-Type is a message in a multipart/digest."""
-	floor = max(0, header - HEADER_PARSE_LIMIT)
+	part without Content-Type is a message in a multipart/digest. None for a
+	message/delivery-status (its body is header blocks, which nothing may be set aside in). The
+	boundary a multipart header declares is added to ``boundaries``."""
+	floor = max(0, header - HEADER_LOOKBACK)
 	block_start = max(
 		raw.rfind(b"\n\n", floor, header),
 		raw.rfind(b"\n\r\n", floor, header),
 		raw.rfind(b"\n--", floor, header),
-		0,
+		raw.rfind(b"\r--", floor, header),
 	)
-	block = raw[block_start:body]
-	return bool(_LEAF_CONTENT_TYPE.search(block)) and not _CONTAINER_CONTENT_TYPE.search(block)
-
-
-def _body_start(raw: bytes, after: int) -> int | None:
-	"""Where the body starts: after the first blank line from ``after`` (the headers' end)."""
-	limit = after + HEADER_PARSE_LIMIT  # the part's remaining headers, not its whole body
-	crlf = raw.find(b"\n\r\n", after - 1, limit)
-	lf = raw.find(b"\n\n", after - 1, limit)
-	if crlf == -1 and lf == -1:
+	if block_start == -1 and floor > 0:
+		return False  # where the block starts is too far back to tell
+	block = raw[max(block_start, 0) : body]
+	if _DELIVERY_STATUS.search(block):
 		return None
-	if lf == -1 or (crlf != -1 and crlf < lf):
-		return crlf + 3
-	return lf + 2
+	leaf = _is_leaf_block(block, default_leaf=False)
+	if not leaf and len(boundaries) < MAX_CONTAINERS:
+		boundaries.update(b.strip(b'"').rstrip() for b in _BOUNDARY.findall(block))
+	return leaf
+
+
+def _next_boundary_line(raw: bytes, dashes: _LineStarts, start: int, boundaries: set[bytes]) -> int:
+	"""Where the next line that is one of ``boundaries`` (with its closing "--" or not) starts,
+	looking at no more than MAX_MIME_LINES lines starting with "--"; -1 when there is none."""
+	position = start
+	for _ in range(MAX_MIME_LINES):
+		found = dashes.next(position)
+		if found == -1:
+			return -1
+		line_end = min(
+			(e for e in (raw.find(b"\n", found), raw.find(b"\r", found)) if e != -1), default=len(raw)
+		)
+		line = raw[found + 2 : line_end].rstrip(b" \t")
+		if line.removesuffix(b"--") in boundaries or line in boundaries:
+			return found
+		position = line_end
+	return -1
+
+
+def _is_leaf_block(block: bytes, *, default_leaf: bool) -> bool:
+	"""Whether every Content-Type line of a header block names a type the parser does not open;
+	a block without one is a leaf when ``default_leaf`` (the message's own headers: text/plain)."""
+	lines = len(_CONTENT_TYPE_LINE.findall(block))
+	if not lines:
+		return default_leaf
+	return len(_LEAF_CONTENT_TYPE.findall(block)) == lines and not _CONTAINER_CONTENT_TYPE.search(block)
+
+
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+
+
+def _body_start(raw: bytes, after: int, limit: int = HEADER_PARSE_LIMIT) -> int | None:
+	"""Where the body starts: after the first blank line from ``after`` (the headers' end), looked
+	for in the next ``limit`` bytes."""
+	found = _BLANK_LINE.search(raw, max(0, after - 1), after + limit)
+	return found.end() if found is not None else None
 
 
 # -- headers ---------------------------------------------------------------------------------
 
 
 def _read_headers(
-	msg: Message, warnings: list[str]
+	msg: Message, warnings: list[str], budget: _Budget | None = None
 ) -> tuple[tuple[tuple[str, str], ...], dict[str, list[str]]]:
-	"""All headers decoded for display, and the raw values by lowercased name for parsing."""
+	"""The headers decoded for display (the first MAX_HEADERS, each cut at HEADER_VALUE_LIMIT and
+	decoded while the message's allowance lasts), and the raw values by lowercased name for
+	parsing (each cut at HEADER_PARSE_LIMIT; of References and In-Reply-To, the end is kept: the
+	newest ids)."""
+	budget = budget or _Budget()
 	pairs = []
 	values: dict[str, list[str]] = {}
-	for name, value in msg.raw_items():
+	items = list(msg.raw_items())
+	if len(items) > MAX_HEADERS:
+		warnings.append(f"the message has {len(items):,} headers; only the first {MAX_HEADERS:,} were read")
+		items = items[:MAX_HEADERS]
+	for name, value in items:
+		name = _repair(name.replace("\x00", ""))
 		value = _unfold(value, warnings, f"the {name} header")
 		if len(value) > HEADER_PARSE_LIMIT:
-			warnings.append(f"the {name} header is {len(value) // 1024} KB long; only its start was read")
-			value = value[:HEADER_PARSE_LIMIT]
+			newest = name.lower() in ("references", "in-reply-to")
+			warnings.append(
+				f"the {name} header is {len(value) // 1024} KB long; only its {'end' if newest else 'start'} was read"
+			)
+			value = value[-HEADER_PARSE_LIMIT:] if newest else value[:HEADER_PARSE_LIMIT]
 		values.setdefault(name.lower(), []).append(value)
-		pairs.append((name, _decode_words(value)[:HEADER_VALUE_LIMIT]))
+		shown = value[:HEADER_VALUE_LIMIT]
+		if budget.decode >= len(shown):
+			budget.decode -= len(shown)
+			shown = _decode_words(shown)
+		pairs.append((name, shown[:HEADER_VALUE_LIMIT]))
 	return tuple(pairs), values
 
 
@@ -528,7 +881,17 @@ def _repair(text: str, warnings: list[str] | None = None, where: str = "a header
 
 def _addresses(values: dict[str, list[str]], name: str, warnings: list[str]) -> tuple[Address, ...]:
 	found = []
+	left = ADDRESS_PARSE_LIMIT
 	for value in values.get(name.lower(), ()):
+		if left <= 0:
+			break
+		if len(value) > left:
+			cut = value.rfind(",", 0, left)
+			warnings.append(
+				f"the {name} header is {len(value) // 1024} KB long; only its first addresses were read"
+			)
+			value = value[: cut if cut > 0 else left]
+		left -= len(value)
 		for display_name, addr_spec in _address_pairs(value, name, warnings):
 			address = _address(addr_spec, display_name)
 			if address is not None:
@@ -547,19 +910,32 @@ def _parsed_addresses(value: str) -> tuple[tuple[str, str], ...]:
 
 
 def _address_pairs(value: str, name: str, warnings: list[str]) -> list[tuple[str, str]]:
-	"""(display name, address) pairs; the policy's parser first, email.utils when it gives up."""
+	"""(display name, address) pairs: the policy's parser for a short value, email.utils (ten
+	times faster) for a long one or when the policy's parser gives up."""
+	if len(value) <= ADDRESS_STRICT_LIMIT:
+		try:
+			return list(_parsed_addresses(value))
+		except Exception as exc:
+			warnings.append(f"the {name} header is malformed ({exc}); read it the simple way")
 	try:
-		return list(_parsed_addresses(value))
-	except Exception as exc:
-		warnings.append(f"the {name} header is malformed ({exc}); read it the simple way")
-		return [(_decode_words(n), a) for n, a in email.utils.getaddresses([value])]
+		pairs = email.utils.getaddresses([value])
+	except RecursionError:  # comments nested thousands deep
+		warnings.append(f"the {name} header nests its comments too deep to read; it was skipped")
+		return []
+	return [(_decode_words(n), a) for n, a in pairs]
 
 
 def _address(addr_spec: str, display_name: str = "") -> Address | None:
-	local, at, domain = addr_spec.strip().strip("<>").rpartition("@")
+	local, at, domain = _CONTROLS.sub("", addr_spec).strip().strip("<>").rpartition("@")
 	if not (local and at and domain) or any(c.isspace() for c in local + domain):
 		return None
-	return Address(f"{local}@{domain.lower()}", " ".join(display_name.split()))
+	return Address(f"{local}@{domain.lower()}", _one_line(display_name))
+
+
+def _one_line(text: str) -> str:
+	"""A name or subject on one line: control characters and line separators as spaces, runs of
+	white space as one."""
+	return " ".join(_CONTROLS.sub(" ", _repair(text)).split())
 
 
 def _delivered_to(values: dict[str, list[str]]) -> tuple[str, ...]:
@@ -567,7 +943,11 @@ def _delivered_to(values: dict[str, list[str]]) -> tuple[str, ...]:
 	found = []
 	for name in ("delivered-to", "x-original-to", "envelope-to"):
 		for value in values.get(name, ()):
-			for _, addr_spec in email.utils.getaddresses([value]):
+			try:
+				pairs = email.utils.getaddresses([value[:ADDRESS_PARSE_LIMIT]])
+			except RecursionError:  # comments nested thousands deep
+				continue
+			for _, addr_spec in pairs:
 				address = _address(addr_spec)
 				if address is not None:
 					found.append(address.email)
@@ -628,27 +1008,75 @@ def _is_broken_multipart(msg: Message) -> bool:
 	return msg.get_content_maintype() == "multipart" and not msg.is_multipart()
 
 
-def _part_text(part: Message, warnings: list[str]) -> str:
-	"""A text part decoded with its charset, tolerantly; newlines as \\n, no NULs."""
+def _part_text(
+	part: Message,
+	warnings: list[str],
+	limit: int,
+	kept: list[Attachment] | None = None,
+	attachment_limit: int | None = None,
+) -> str:
+	"""A text part decoded with its charset, tolerantly; newlines as \\n, no NULs. Only its first
+	``limit`` characters: the whole part is then added to ``kept`` as an attachment."""
 	data = part.get_payload(decode=True) or b""
 	where = f"the {part.get_content_type()} part"
-	text = _repair(_decode_bytes(data, part.get_content_charset(), warnings, where), warnings, where)
-	return text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+	cut = len(data) > limit  # a character is at least a byte: more bytes than that may be too long
+	text = _decode_bytes(
+		data[: limit * 4] if cut else data, part.get_content_charset(), warnings, where, final=not cut
+	)
+	text = _repair(text, warnings, where).replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+	if len(text) > limit or len(data) > limit * 4:
+		subtype = part.get_content_subtype()
+		filename = "message.html" if subtype == "html" else "message.txt"
+		warnings.append(
+			f"{where} is {_human_size(len(data))}; only its first {_human_size(limit)} is shown, "
+			f"the whole of it is attached ({filename})"
+		)
+		text = text[:limit]
+		if kept is not None:
+			kept.append(_kept_whole(filename, f"text/{subtype}", data, attachment_limit, warnings))
+	return text
 
 
-def _plain_text(part: Message, warnings: list[str]) -> str:
-	text = _part_text(part, warnings)
+def _plain_text(
+	part: Message,
+	warnings: list[str],
+	kept: list[Attachment] | None = None,
+	attachment_limit: int | None = None,
+) -> str:
+	text = _part_text(part, warnings, TEXT_LIMIT, kept, attachment_limit)
 	if str(part.get_param("format", "")).lower() == "flowed":
 		text = _unflow(text, delsp=str(part.get_param("delsp", "")).lower() == "yes")
 	return text
 
 
-def _decode_bytes(data: bytes, charset: str | None, warnings: list[str], where: str) -> str:
-	"""Bytes as text: the declared charset, else UTF-8, else the charset with replacements or Latin-1."""
+def _kept_whole(
+	filename: str, content_type: str, data: bytes, limit: int | None, warnings: list[str]
+) -> Attachment:
+	"""What was cut or not read, attached whole (within the attachment limit)."""
+	reason = None
+	if limit is not None and len(data) > limit:
+		reason = f"over the attachment limit of {_human_size(limit)} ({_human_size(len(data))})"
+		warnings.append(f"attachment {filename!r} was not kept: {reason}")
+	return Attachment(
+		filename=filename,
+		content_type=content_type,
+		size=len(data),
+		content=None if reason else data,
+		content_id=None,
+		inline=False,
+		dropped_reason=reason,
+	)
+
+
+def _decode_bytes(
+	data: bytes, charset: str | None, warnings: list[str], where: str, *, final: bool = True
+) -> str:
+	"""Bytes as text: the declared charset, else UTF-8, else the charset with replacements or Latin-1.
+	``final=False``: ``data`` is the start of a text, and may end in the middle of a character."""
 	codec = _codec(charset)
 	for candidate in dict.fromkeys(c for c in (codec, "utf-8") if c):
 		try:
-			text = data.decode(candidate)
+			text = data.decode(candidate) if final else codecs.getincrementaldecoder(candidate)().decode(data)
 		except UnicodeDecodeError:
 			continue
 		if charset and candidate != codec:
@@ -719,7 +1147,50 @@ def _keep_attribute(tag: str, attribute: str, value: str) -> str | None:
 	return None
 
 
+_HTML_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:-]{0,40})\b[^<>]*?(/?)>")
+# tags that nest: not those without content, nor those the HTML parser closes when the next opens
+_NESTING_TAG = re.compile(
+	r"<(/?)(?!(?:area|base|br|col|embed|hr|img|input|link|meta|param|source|track|wbr|p|li|dt|dd|tr|td|th"
+	r"|option|optgroup|thead|tbody|tfoot|colgroup|rb|rt|rtc|rp)\b)[a-zA-Z][a-zA-Z0-9:-]{0,40}\b[^<>]*>",
+	re.IGNORECASE,
+)
+
+
+def _html_depth(content: str) -> int:
+	"""How many elements are open at once at most (an upper bound for well-formed HTML)."""
+	steps = itertools.accumulate(
+		_NESTING_TAG.findall(content),
+		lambda depth, closing: depth - 1 if closing and depth else depth + 1,
+		initial=0,
+	)
+	return max(steps)
+
+
+def _sanitized(content: str, warnings: list[str]) -> tuple[str, str]:
+	"""(sanitized HTML, ""), or, for HTML nested too deep to sanitize in bounded time, ("", its
+	text with the tags stripped)."""
+	depth = _html_depth(content)
+	if depth > HTML_DEPTH_LIMIT:
+		warnings.append(
+			f"the HTML body nests {depth:,} elements deep, more than {HTML_DEPTH_LIMIT}; kept as text only"
+		)
+		return "", _stripped_html(content)
+	return sanitize_html(content), ""
+
+
+def _stripped_html(content: str) -> str:
+	"""The words of some HTML, its tags taken out: linear, for what html2text may not be given."""
+	text = html.unescape(_HTML_TAG.sub(" ", content))
+	return "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+
+
 def _html_to_text(content: str, warnings: list[str]) -> str:
+	"""The HTML as text (Markdown-ish, by html2text); past HTML_TEXT_LIMIT its words only."""
+	if len(content) > HTML_TEXT_LIMIT:
+		cut = content.rfind("<", 0, HTML_TEXT_LIMIT)
+		cut = cut if cut > 0 else HTML_TEXT_LIMIT
+		rest = _stripped_html(content[cut:])
+		return (_html_to_text(content[:cut], warnings) + "\n\n" + rest).strip("\n")
 	converter = html2text.HTML2Text()
 	converter.body_width = 0
 	converter.ignore_images = True
@@ -740,7 +1211,9 @@ class _ReplyReader(_ReplyMessage):
 
 def extract_reply(text: str) -> str:
 	"""The new part of a reply: the text before the quoted message, without a signature; all of it
-	when that leaves nothing."""
+	when that leaves nothing. Only the first REPLY_SCAN_LIMIT characters are read."""
+	if len(text) > REPLY_SCAN_LIMIT:
+		text = text[: text.rfind("\n", 0, REPLY_SCAN_LIMIT) % (REPLY_SCAN_LIMIT + 1)]
 	start = _QUOTE_START.search(text)
 	if start is not None and text[: start.start()].strip():
 		text = text[: start.start()]
@@ -802,7 +1275,7 @@ def _part_filename(part: Message) -> str:
 	for name in ("content-disposition", "content-type"):
 		value = _part_header(part, name)
 		if value is not None:
-			holder[name] = value
+			holder[name] = _bounded_value(name, value)
 	try:
 		return _decode_words(holder.get_filename() or "")
 	except Exception:  # a malformed parameter list
@@ -917,9 +1390,10 @@ def _status_blocks(part: Message) -> list[Message]:
 	"""The field blocks of a message/delivery-status part (the parser reads each as a message)."""
 	payload = part.get_payload()
 	if isinstance(payload, list):
-		return payload
-	data = part.get_payload(decode=True) or b""
-	return [email.message_from_bytes(block) for block in re.split(rb"\r?\n\r?\n", data)]
+		return payload[:MAX_BOUNCE_BLOCKS]
+	data = (part.get_payload(decode=True) or b"")[:HEADER_BLOCK_LIMIT]
+	blocks = re.split(rb"\r?\n\r?\n", data, maxsplit=MAX_BOUNCE_BLOCKS)[:MAX_BOUNCE_BLOCKS]
+	return [email.message_from_bytes(block) for block in blocks]
 
 
 def _dsn_field(block: Message, name: str) -> str | None:
@@ -941,5 +1415,6 @@ def _original_message_id(part: Message) -> str | None:
 		inner = part.get_payload()
 		original = inner[0] if isinstance(inner, list) and inner else None
 	else:
-		original = email.message_from_bytes(part.get_payload(decode=True) or b"", policy=_POLICY)
+		headers = (part.get_payload(decode=True) or b"")[:HEADER_BLOCK_LIMIT]
+		original = email.parser.BytesParser(policy=_POLICY).parsebytes(headers, headersonly=True)
 	return parse_message_id(_part_header(original, "message-id")) if original is not None else None

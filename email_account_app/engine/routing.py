@@ -6,6 +6,8 @@ Order of the checks, each recorded as the decision's ``rule``:
    address unsubscribed;
 2. a delivery report (bounce): recorded against the outgoing message it reports on;
 3. the import condition of the folder or account: skipped with the reason when it does not hold;
+   a condition that cannot be evaluated on the message (a type error, past its bounds) raises
+   ConditionError, so the pull keeps the message as failed, raw bytes and reason, not skipped;
 4. the thread, matched by
    a. In-Reply-To, then every id in References, against the account's received and sent mail,
    b. a thread token in those ids or in a recipient's sub-address (replies+TOKEN@),
@@ -123,8 +125,8 @@ class Router:
 			return Decision(
 				"skip", reason=f"the import condition does not hold: {expression}", rule="condition"
 			)
-		except ConditionError as exc:
-			return Decision("skip", reason=f"the import condition failed: {exc}", rule="condition")
+		except ConditionError as exc:  # not the message's fault: keep it (as failed), do not skip it
+			raise ConditionError(f"import condition {expression!r}: {exc.message}", hint=exc.hint) from None
 
 	def _thread(
 		self, message: IncomingMessage, folder: FolderSettings

@@ -425,7 +425,11 @@ class Puller:
 			raise
 		except Exception as exc:
 			log.exception("%s: message %s failed", self.account.name, location)
-			error = scrub(f"{type(exc).__name__}: {exc}")
+			# what a store can write whatever the message held (an error may quote its text),
+			# with no secret in it
+			error = scrub(
+				f"{type(exc).__name__}: {exc}"[:2000].encode("utf-8", "replace").decode().replace("\x00", "")
+			)
 			if not self.dry_run:
 				self.store.record_failure(
 					self.account.name, location, raw, error, cursor, message_id=message_id
