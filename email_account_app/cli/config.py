@@ -109,8 +109,9 @@ class _Where:
 	def unknown(self, keys: set[str], known: set[str], *parts: str) -> None:
 		"""Refuse keys the table does not know, suggesting the nearest known one."""
 		problems = []
+		by_lower = {k.lower(): k for k in known}
 		for key in sorted(keys - known):
-			close = difflib.get_close_matches(key, sorted(known), n=1)
+			close = [by_lower[k] for k in difflib.get_close_matches(key.lower(), sorted(by_lower), n=1)]
 			hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(known))}"
 			problems.append(f"unknown key {key!r} ({hint})")
 		if problems:

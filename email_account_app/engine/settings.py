@@ -500,7 +500,7 @@ def _folders(raw: Any, key: str, problems: list[str], strict: bool) -> tuple[Fol
 		where = f"folder {_shown(item.get('folder_name'))}"
 		problems += _unknown_keys(set(item) - _FOLDER_FIELDS - ignored, _FOLDER_FIELDS, "key", f" in {where}")
 		found: list[str] = []
-		name = _as_text(item.get("folder_name"), "folder_name", found, strict=False)
+		name = _as_text(item.get("folder_name"), "folder_name", found, strict and "folder_name" in item)
 		if not name and not found:
 			found.append(f"every folder in {key} needs a folder_name")
 		elif name and len(name) > MAX_TEXT:
@@ -630,7 +630,7 @@ def account_from_mapping(
 	ignored = {"name", "imap_folder"} if strict else _IGNORED_KEYS
 	internal = {"oauth", "token_source"}  # built here, or attached by a shell: never in a mapping
 	known = (_ACCOUNT_FIELDS - {"name"} - internal if strict else _ACCOUNT_FIELDS) | set(OAUTH_KEYS)
-	problems += _unknown_keys(set(data) - known - ignored, known | ({"password_env"} if strict else set()))
+	problems += _unknown_keys(set(data) - known - ignored, known)
 	if strict and "name" in data:
 		problems.append("name: the table's name is the account's name ([accounts.NAME]): remove the name key")
 	if strict and "imap_folder" in data:
