@@ -239,6 +239,7 @@ CASES = {
 	# the file
 	"missing file": (lambda tmp: tmp / "nope.toml", ["nope.toml", "not found"]),
 	"directory": (lambda tmp: tmp, ["directory"]),
+	"fifo": (lambda tmp: _fifo(tmp / "fifo.toml"), ["fifo.toml", "regular file"]),
 	"parent is a file": (lambda tmp: _write(tmp / "f.toml", GOOD) / "x.toml", ["f.toml"]),
 	"utf-16": (lambda tmp: _write(tmp / "u16.toml", GOOD.encode("utf-16")), ["UTF-8"]),
 	"not utf-8": (lambda tmp: _write(tmp / "l1.toml", GOOD.encode() + b"# caf\xe9\n"), ["UTF-8"]),
@@ -318,6 +319,11 @@ CASES = {
 	),
 	"doctype not a table": ("doctypes = { Issue = 5 }\n" + GOOD, ["[doctypes.Issue]"]),
 }
+
+
+def _fifo(path: Path) -> Path:
+	os.mkfifo(path)
+	return path
 
 
 def _write(path: Path, content: str | bytes) -> Path:

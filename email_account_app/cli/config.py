@@ -120,6 +120,8 @@ class _Where:
 
 def _read(path: Path) -> dict[str, Any]:
 	try:
+		if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block for good
+			raise ConfigError(f"{path} is not a regular file: pass --config FILE")
 		raw = path.read_bytes()
 	except FileNotFoundError:
 		raise ConfigError(
