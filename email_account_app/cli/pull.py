@@ -7,15 +7,15 @@ import os
 import sys
 
 import click
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
 
 from ..engine import jobs
 from ..engine.sync import AccountReport
-from ..sqlite_store import SQLiteStore
 from .config import ask_passwords, site_settings
-from .group import CliState, err, out, password_prompt, selected_accounts
+from .group import CliState, err, one_line, open_store, out, password_prompt, say, selected_accounts
 from .oauth import attach_token_sources
 
 
@@ -35,7 +35,7 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 	config = state.config
 	ask_passwords(config, names, password_prompt())
 	attach_token_sources(config, names, db_path)
-	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
+	store = open_store(db_path or config.db_path, config.doctypes)
 	site = site_settings(config) if jobs.needs_site(config.accounts.values()) else None
 	parse_process = parse_process_from_env()
 	reports: list[AccountReport] = []
@@ -50,10 +50,10 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 		disable=not show_progress,
 	) as progress:
 		for name in names:
-			task = progress.add_task(name, total=None)
+			task = progress.add_task(escape(name), total=None)
 
 			def on_progress(folder: str, done: int, total: int, task=task, name=name) -> None:
-				progress.update(task, description=f"{name} {folder}", completed=done, total=total)
+				progress.update(task, description=escape(f"{name} {folder}"), completed=done, total=total)
 
 			reports.append(
 				jobs.pull(
@@ -70,7 +70,7 @@ def pull(state: CliState, account: tuple[str, ...], db_path: str | None, as_json
 		# notices for mail left unreplied are queued now; `flush` sends them
 		notices = jobs.send_unreplied_notices(store, config.accounts.values(), site, only=names)
 		for name, error in notices.errors.items():
-			err.print(Text(f"{name}: {error}", style="yellow"))
+			say(f"{name}: {error}", "yellow")
 	if as_json:
 		click.echo(
 			json.dumps(
@@ -92,14 +92,24 @@ def parse_process_from_env() -> bool | None:
 
 
 def _print_pull(reports: list[AccountReport], dry_run: bool) -> None:
+	"""The results as tables; every value from a message, a server or the config is plain text."""
 	for report in reports:
 		if dry_run and report.messages:
-			table = Table(title=f"{report.name}: what a pull would do", title_justify="left")
+			table = Table(title=Text(f"{report.name}: what a pull would do"), title_justify="left")
 			for column in ("message", "action", "why", "rule", "document"):
 				table.add_column(column, overflow="fold")
 			for m in report.messages:
 				table.add_row(
-					m.subject or m.message_id, m.action, m.reason, m.rule or "", str(m.document or "")
+					*(
+						Text(one_line(value))
+						for value in (
+							m.subject or m.message_id,
+							m.action,
+							m.reason,
+							m.rule or "",
+							str(m.document or ""),
+						)
+					)
 				)
 			out.print(table)
 	table = Table(title="Dry run (nothing written)" if dry_run else "Pull", title_justify="left")
@@ -107,12 +117,18 @@ def _print_pull(reports: list[AccountReport], dry_run: bool) -> None:
 		table.add_column(column, justify="right" if column not in ("account", "result") else "left")
 	for r in reports:
 		if r.error:
-			result = f"[red]{r.error_title}: {r.error}[/]"
+			result = Text(one_line(f"{r.error_title}: {r.error}"), style="red")
 		elif r.failed:
-			result = f"[yellow]{r.failed} message(s) failed; kept with their error[/]"
+			result = Text(f"{r.failed} message(s) failed; kept with their error", style="yellow")
 		else:
-			result = "[green]ok[/]"
+			result = Text("ok", style="green")
 		table.add_row(
-			r.name, str(r.fetched), str(r.stored), str(r.duplicates), str(r.skipped), str(r.failed), result
+			Text(r.name),
+			str(r.fetched),
+			str(r.stored),
+			str(r.duplicates),
+			str(r.skipped),
+			str(r.failed),
+			result,
 		)
 	out.print(table)

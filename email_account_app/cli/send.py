@@ -34,14 +34,14 @@ from pathlib import Path
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from ..engine import jobs
 from ..engine.compose import OutgoingAttachment, OutgoingRequest
 from ..engine.errors import ConfigError
 from ..engine.outbox import QUEUED, SENT, FlushReport, default_outgoing, queue_mail
-from ..sqlite_store import SQLiteStore
 from .config import ask_passwords, site_settings
-from .group import CliState, err, out, password_prompt
+from .group import CliState, one_line, open_store, out, password_prompt, say
 from .oauth import attach_token_sources
 
 
@@ -128,7 +128,7 @@ def send(
 	attach_token_sources(config, [settings.name], db_path)
 	settings = config.accounts[settings.name]
 	site = site_settings(config)
-	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
+	store = open_store(db_path or config.db_path, config.doctypes)
 	try:
 		mail = queue_mail(store, settings, site, request)
 		if mail is None:
@@ -136,7 +136,7 @@ def send(
 			if as_json:
 				click.echo(json.dumps({"queued": None, "ok": False, "error": message}))
 			else:
-				err.print(f"[yellow]{message}[/]")
+				say(message, "yellow")
 			sys.exit(1)
 		report = jobs.send_due(store, [settings])
 	finally:
@@ -147,7 +147,7 @@ def send(
 	else:
 		_print_report(report)
 		if mine is None:
-			err.print(f"[yellow]queued as {mail.name}, not sent yet: run `email-account-app flush`[/]")
+			say(f"queued as {mail.name}, not sent yet: run `email-account-app flush`", "yellow")
 	if mine is None or mine.status != SENT or report.errors:
 		sys.exit(1)
 
@@ -173,7 +173,7 @@ def flush_command(state: CliState, account: tuple[str, ...], db_path: str | None
 	names = [a.name for a in accounts]
 	ask_passwords(config, names, password_prompt())
 	attach_token_sources(config, names, db_path)
-	store = SQLiteStore(db_path or config.db_path, doctypes=config.doctypes)
+	store = open_store(db_path or config.db_path, config.doctypes)
 	try:
 		report = jobs.send_due(store, [config.accounts[n] for n in names])
 	finally:
@@ -188,9 +188,9 @@ def flush_command(state: CliState, account: tuple[str, ...], db_path: str | None
 
 def _print_report(report: FlushReport) -> None:
 	for account, error in report.errors.items():
-		err.print(f"[bold red]{account}:[/] {error}", highlight=False)
+		say(str(error), label=f"{account}:")
 	for warning in report.warnings:
-		err.print(f"[yellow]{warning}[/]", highlight=False)
+		say(str(warning), "yellow")
 	if not report.mails:
 		out.print("nothing to send")
 		return
@@ -202,5 +202,11 @@ def _print_report(report: FlushReport) -> None:
 		detail = m.error or ""
 		if m.status == QUEUED and m.next_try:
 			detail = f"will try again at {m.next_try:%Y-%m-%d %H:%M} UTC: {detail}"
-		table.add_row(m.message_id, m.account, f"[{color}]{m.status}[/]", ", ".join(m.accepted), detail)
+		table.add_row(
+			Text(m.message_id),
+			Text(m.account),
+			Text(m.status, style=color),
+			Text(", ".join(m.accepted)),
+			Text(one_line(detail)),
+		)
 	out.print(table)

@@ -26,6 +26,7 @@ import threading
 from datetime import datetime
 from typing import IO
 
+from .logs import log_to_stderr
 from .parsing import IncomingMessage, parse_message
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class ParseWorker:
 		self._answers: queue.SimpleQueue = queue.SimpleQueue()
 		self._broken = False
 		self._process = subprocess.Popen(
-			[sys.executable, "-m", __name__],
+			[sys.executable, "-m", __name__, *(["--tracebacks"] if log.isEnabledFor(logging.DEBUG) else [])],
 			stdin=subprocess.PIPE,
 			stdout=subprocess.PIPE,
 			env={**os.environ, "PYTHONPATH": _import_path()},
@@ -147,8 +148,19 @@ def _read_frame(stream: IO[bytes]) -> bytes:
 
 
 def main() -> None:
-	"""The child: parse each request from stdin, answer on stdout; exit at end-of-file."""
+	"""The child: parse each request from stdin, answer on stdout; exit at end-of-file. Its log
+	records go to stderr one line each (with tracebacks when the pull logs at DEBUG); should it
+	fail, it says so in one line and exits, and the pull parses by itself."""
 	signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the pull decides
+	log_to_stderr(tracebacks="--tracebacks" in sys.argv)
+	try:
+		_serve()
+	except Exception:
+		log.exception("the parsing process stopped")
+		sys.exit(1)
+
+
+def _serve() -> None:
 	requests, answers = sys.stdin.buffer, sys.stdout.buffer
 	while True:
 		try:

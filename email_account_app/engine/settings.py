@@ -7,7 +7,12 @@ same function serves a TOML table (the CLI) and a DocType's ``as_dict()`` (the F
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import difflib
+import ipaddress
+import math
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,14 +191,17 @@ class AccountSettings:
 
 
 # -- building from a mapping ----------------------------------------------------------------
+#
+# Every value is checked for its type, and numbers for being finite and in range, before a
+# dataclass is built: a problem is a sentence naming the key, what it must be and what it was.
+# Two modes: the Frappe layer's values (``strict=False``: a Check is 0 or 1, a number may come as
+# text, None is an empty field) and a TOML file's (``strict=True``: true/false for a switch, a
+# number without quotes, text in quotes). Either way nothing but ConfigError leaves these functions.
 
 _BOOL_FIELDS = {f.name for f in dataclasses.fields(AccountSettings) if f.type in ("bool", bool)}
-_INT_FIELDS = {f.name for f in dataclasses.fields(AccountSettings) if f.type in ("int", int, "int | None")}
-_FLOAT_FIELDS = {
-	f.name for f in dataclasses.fields(AccountSettings) if f.type in ("float", float, "float | None")
-}
 _ACCOUNT_FIELDS = {f.name for f in dataclasses.fields(AccountSettings)}
 _DOMAIN_FIELDS = {f.name for f in dataclasses.fields(DomainSettings)}
+_FOLDER_FIELDS = {f.name for f in dataclasses.fields(FolderSettings)}
 # fields a domain may fill in, with the types they take
 _DOMAIN_BOOL = {
 	"use_imap",
@@ -204,8 +212,29 @@ _DOMAIN_BOOL = {
 	"use_ssl_for_outgoing",
 	"append_emails_to_sent_folder",
 }
-_DOMAIN_INT = {"incoming_port", "smtp_port"}
-_DOMAIN_FLOAT = {"attachment_limit"}
+#: numbers: (type, lowest, highest, lowest excluded, what the value must be)
+_NUMBERS: dict[str, tuple[type, float, float, bool, str]] = {
+	"incoming_port": (int, 1, 65535, False, "a number from 1 to 65535 (a port)"),
+	"smtp_port": (int, 1, 65535, False, "a number from 1 to 65535 (a port)"),
+	"initial_sync_count": (int, 0, 10_000_000, False, "a number of messages from 0 (every one) to 10000000"),
+	"unreplied_for_mins": (int, 0, 525_600, False, "a number of minutes from 1 to 525600 (a year)"),
+	"attachment_limit": (float, 0, 10_240, False, "a number of MB from 0 (no limit) to 10240"),
+	"timeout": (float, 1, 3600, False, "a number of seconds from 1 to 3600"),
+	# 0 is left to validate_account ("must be more than 0 seconds")
+	"pull_timeout": (float, 0, 86_400, False, "a number of seconds above 0, at most 86400 (a day)"),
+}
+_HOST_FIELDS = {"email_server", "smtp_server", "domain", "domain_name"}
+#: text that may span lines (tabs and line breaks allowed, other control characters not)
+_MULTILINE_FIELDS = {"signature", "auto_reply_message", "condition", "send_notification_to"}
+#: text that becomes a message's body, never a header: only NUL is refused
+_BODY_FIELDS = {"signature", "auto_reply_message"}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
+_NUL = re.compile(r"\x00")
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$")
+_ADDRESS_LIST = re.compile(r"[\s,;]+")
+MAX_TEXT = 1000  # a single-line value: a name, a host, a path
+MAX_NAME = 140  # an account's name (a Frappe document name is at most 140 characters)
 # keys a DocType's as_dict() carries that are no settings of ours
 _IGNORED_KEYS = {
 	"doctype",
@@ -224,91 +253,301 @@ _IGNORED_KEYS = {
 	"service",
 	"enabled",
 }
+_MISSING = object()
 
 
-def _as_bool(value: Any, name: str, problems: list[str]) -> bool:
+def _shown(value: Any) -> str:
+	"""A value as the message quotes it: repr, shortened."""
+	text = repr(value)
+	return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unknown_keys(
+	keys: Iterable[Any], known: Iterable[str], what: str = "setting", where: str = ""
+) -> list[str]:
+	"""A problem per unknown key, with the nearest known key when one is close."""
+	known = sorted(known)
+	problems = []
+	by_lower = {k.lower(): k for k in known}
+	for key in sorted(str(k) for k in keys):
+		close = [by_lower[k] for k in difflib.get_close_matches(key.lower(), list(by_lower), n=1)]
+		hint = f"did you mean {close[0]!r}?" if close else "remove it or check its spelling"
+		problems.append(f"unknown {what} {_shown(key)}{where} ({hint})")
+	return problems
+
+
+def _as_bool(value: Any, name: str, problems: list[str], strict: bool = False) -> bool:
 	if isinstance(value, bool):
 		return value
-	if isinstance(value, int | float):
-		return bool(value)
-	if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
-		return value.strip().lower() in TRUE_WORDS
-	if value is None:
-		return False
-	problems.append(f"{name} must be true or false, not {value!r}")
+	if not strict:
+		if value is None:
+			return False
+		if isinstance(value, int) and value in (0, 1):  # a Check field
+			return bool(value)
+		if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+			return value.strip().lower() in TRUE_WORDS
+	problems.append(f"{name} must be true or false, not {_shown(value)}")
 	return False
 
 
-def _as_number(value: Any, name: str, problems: list[str], kind: type) -> Any:
-	if value is None or value == "":
-		return None
+def _as_number(value: Any, name: str, problems: list[str], strict: bool = False) -> Any:
+	"""The number ``value`` holds, checked against its range; None (and a problem) when it cannot be."""
+	kind, low, high, above, what = _NUMBERS[name]
+	wrong = f"{name} must be {what}, not {_shown(value)}"
 	if isinstance(value, bool):
-		problems.append(f"{name} must be a number, not {value!r}")
+		problems.append(wrong)
 		return None
-	try:
-		number = kind(value)
-	except (TypeError, ValueError):
-		problems.append(f"{name} must be a number, not {value!r}")
+	if isinstance(value, str) and not strict:
+		value = value.strip()
+		if not value:
+			return None
+		try:
+			value = int(value) if kind is int else float(value)
+		except ValueError:
+			problems.append(wrong)
+			return None
+	elif isinstance(value, decimal.Decimal) and not strict:
+		value = float(value)
+	if not isinstance(value, int | float):
+		if strict and isinstance(value, str):
+			wrong += " (write the number without quotes)"
+		problems.append(wrong)
 		return None
-	if kind is int and isinstance(value, float) and value != int(value):
-		problems.append(f"{name} must be a whole number, not {value!r}")
-	return number
+	if isinstance(value, float):
+		if not math.isfinite(value) or (kind is int and value != int(value)):
+			problems.append(wrong)
+			return None
+		if kind is int and strict:
+			problems.append(wrong + " (a whole number, without a decimal point)")
+			return None
+	if value < 0 <= low:
+		problems.append(f"{name} cannot be negative: it must be {what}, not {_shown(value)}")
+		return None
+	if value < low or value > high or (above and value == low):
+		problems.append(f"{name} {_shown(value)} is out of range: it must be {what}")
+		return None
+	return kind(value)
 
 
-def _text(value: Any) -> str | None:
-	if value is None:
+def _as_text(value: Any, name: str, problems: list[str], strict: bool = False) -> str | None:
+	"""Text, stripped; None for an empty value. Control characters are refused (line breaks only
+	in the text fields that span lines)."""
+	if value is None and not strict:
 		return None
-	value = str(value).strip()
+	if not isinstance(value, str):
+		problems.append(f"{name} must be text (in quotes), not {_shown(value)}")
+		return None
+	multiline = name in _MULTILINE_FIELDS
+	# a form's value may end in a pasted line break (stripped); a file's is refused as it is
+	value = value if strict and not multiline else value.strip()
+	control = (_NUL if name in _BODY_FIELDS else _CONTROL_IN_TEXT if multiline else _CONTROL).search(value)
+	value = value.strip()
+	if control:
+		problems.append(f"{name} contains the control character {control.group()!r}: remove it")
+		return None
+	if strict and not value:
+		problems.append(f"{name} is empty: give it a value, or leave the key out")
+		return None
+	if not multiline and len(value) > MAX_TEXT:
+		problems.append(f"{name} is longer than {MAX_TEXT} characters")
+		return None
 	return value or None
 
 
-def domain_from_mapping(data: Mapping[str, Any], domain_name: str | None = None) -> DomainSettings:
-	"""Build a domain from a TOML table or an Email Sync Domain's fields."""
+def host_problem(host: str, name: str) -> str | None:
+	"""Why ``host`` is not a host name or IP address (``name`` is its setting), or None."""
+	if host.isascii() and ":" in host:
+		try:
+			ipaddress.IPv6Address(host)
+			return None
+		except ValueError:
+			return f"{name} {_shown(host)} is not a host name: give only the host (the port has a setting of its own)"
+	if not host.isascii():
+		return (
+			f"{name} {_shown(host)} is not a host name: write an international name in its ASCII (xn--) form"
+		)
+	labels = host.removesuffix(".").split(".")
+	if len(host) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+		return f"{name} {_shown(host)} is not a host name (letters, digits, hyphens and dots)"
+	return None
+
+
+def address_problem(address: str, name: str) -> str | None:
+	"""Why ``address`` is not an email address (``name`` is its setting), or None."""
+	problem = f"{name} {_shown(address)} is not an email address (name@example.com)"
+	if len(address) > 254 or _CONTROL.search(address) or not EMAIL_RE.match(address):
+		return problem
+	domain = address.rpartition("@")[2]
+	if any(not label for label in domain.split(".")):
+		return problem
+	return None
+
+
+def _checked_text(key: str, raw: Any, problems: list[str], strict: bool) -> Any:
+	"""A text field's value, checked for what the field holds (a host, addresses, a password)."""
+	if key == "password":
+		if raw is None and not strict:
+			return None
+		if not isinstance(raw, str):
+			problems.append("password must be text (in quotes)")
+			return None
+		if any(ch in raw for ch in "\0\r\n"):  # never quoted: a password stays out of messages
+			problems.append("the password contains a NUL or a line break, which no server accepts")
+			return None
+		return raw
+	value = _as_text(raw, key, problems, strict)
+	if value is None:
+		return None
+	if key in _HOST_FIELDS:
+		problem = host_problem(value.lstrip("@") if key in ("domain", "domain_name") else value, key)
+		if problem:
+			problems.append(problem)
+			return None
+	elif key == "email_sync_option" and value not in SYNC_OPTIONS:
+		problems.append(f"email_sync_option must be ALL or UNSEEN, not {_shown(value)}")
+		return None
+	elif key == "send_notification_to":
+		for address in (a for a in _ADDRESS_LIST.split(value) if a):
+			problem = address_problem(address, key)
+			if problem:
+				problems.append(problem)
+				return None
+	return value
+
+
+def _value(key: str, raw: Any, problems: list[str], strict: bool) -> Any:
+	"""The checked value of one setting; _MISSING when the mapping leaves it unset."""
+	if raw is None and not strict:
+		return _MISSING
+	if key in _BOOL_FIELDS or key in _DOMAIN_BOOL:
+		return _as_bool(raw, key, problems, strict)
+	if key in _NUMBERS:
+		number = _as_number(raw, key, problems, strict)
+		return _MISSING if number is None else number
+	value = _checked_text(key, raw, problems, strict)
+	return _MISSING if value is None else value
+
+
+def domain_from_mapping(
+	data: Mapping[str, Any], domain_name: str | None = None, *, strict: bool = False
+) -> DomainSettings:
+	"""Build a domain from a TOML table (``strict``) or an Email Sync Domain's fields."""
 	problems: list[str] = []
-	name = _text(data.get("domain_name")) or _text(domain_name)
+	if not isinstance(data, Mapping):
+		raise ConfigError(f"a domain's settings must be a table, not {_shown(data)}")
+	name = None
+	for candidate, key in ((data.get("domain_name"), "domain_name"), (domain_name, "the domain's name")):
+		if candidate is None or candidate == "":
+			continue
+		name = _as_text(candidate, key, problems, strict=True)
+		if name:
+			problem = host_problem(name.lstrip("@"), key)
+			if problem:
+				problems.append(problem)
+		break
+	if problems:
+		raise ConfigError(problems)
 	if not name:
 		raise ConfigError("a domain needs a domain_name")
-	values: dict[str, Any] = {"domain_name": name.lower().lstrip("@")}
+	name = name.lower().lstrip("@")
+	values: dict[str, Any] = {"domain_name": name}
 	for key, raw in data.items():
-		if key not in _DOMAIN_FIELDS or key == "domain_name" or raw is None or raw == "":
+		if key not in _DOMAIN_FIELDS or key == "domain_name":
 			continue
-		if key in _DOMAIN_BOOL:
-			values[key] = _as_bool(raw, key, problems)
-		elif key in _DOMAIN_INT:
-			values[key] = _as_number(raw, key, problems, int)
-		elif key in _DOMAIN_FLOAT:
-			values[key] = _as_number(raw, key, problems, float)
-		else:
-			values[key] = _text(raw)
-	unknown = sorted(set(data) - _DOMAIN_FIELDS - _IGNORED_KEYS - {"name"})
-	if unknown:
-		problems.append("unknown setting(s): " + ", ".join(unknown))
+		if raw == "" and not strict:
+			continue
+		value = _value(key, raw, problems, strict)
+		if value is not _MISSING:
+			values[key] = value
+	ignored = set() if strict else _IGNORED_KEYS | {"name"}
+	problems += _unknown_keys(set(data) - _DOMAIN_FIELDS - ignored, _DOMAIN_FIELDS - {"domain_name"})
 	if problems:
 		raise ConfigError(problems, account=f"domain {name}")
 	return DomainSettings(**values)
 
 
-def _folders(raw: Any, problems: list[str]) -> tuple[FolderSettings, ...]:
+def _folders(raw: Any, key: str, problems: list[str], strict: bool) -> tuple[FolderSettings, ...]:
+	"""The folders of ``folders`` (a list of names or tables, or a table by name) or of
+	``imap_folder`` (a Frappe child table, empty when the account lists none)."""
+	if raw is None and not strict:
+		return ()
+	example = f'{key} = ["INBOX", "Jobs"] or {key} = [{{ folder_name = "INBOX", append_to = "Issue" }}]'
+	if isinstance(raw, Mapping):  # {"INBOX": {"append_to": "Issue"}, ...}
+		items = []
+		for name, table in raw.items():
+			if table is None and not strict:
+				table = {}
+			if not isinstance(table, Mapping):
+				problems.append(f"folder {_shown(name)} of {key} must be a table, not {_shown(table)}")
+				continue
+			items.append({**table, "folder_name": name})
+		raw = items
+	elif isinstance(raw, str) or not isinstance(raw, list | tuple):
+		problems.append(f"{key} must be a list of folders, e.g. {example}; not {_shown(raw)}")
+		return ()
 	if not raw:
+		if key == "folders":
+			problems.append(f"{key} is empty: list the folders to read (or leave {key} out to read INBOX)")
 		return ()
 	folders = []
-	if isinstance(raw, Mapping):  # {"INBOX": {"append_to": "Issue"}, ...}
-		raw = [{"folder_name": k, **(v or {})} for k, v in raw.items()]
+	ignored = set() if strict else _IGNORED_KEYS | {"name"}
 	for item in raw:
 		if isinstance(item, str):
 			item = {"folder_name": item}
 		if not isinstance(item, Mapping):
-			problems.append(f"a folder must be a name or a table, not {item!r}")
+			problems.append(f"a folder in {key} must be a name or a table, not {_shown(item)}")
 			continue
-		name = _text(item.get("folder_name"))
-		if not name:
-			problems.append("every folder needs a folder_name")
-			continue
-		folders.append(FolderSettings(name, _text(item.get("append_to")), _text(item.get("condition"))))
-	names = [f.folder_name for f in folders]
+		where = f"folder {_shown(item.get('folder_name'))}"
+		problems += _unknown_keys(set(item) - _FOLDER_FIELDS - ignored, _FOLDER_FIELDS, "key", f" in {where}")
+		found: list[str] = []
+		name = _as_text(item.get("folder_name"), "folder_name", found, strict and "folder_name" in item)
+		if not name and not found:
+			found.append(f"every folder in {key} needs a folder_name")
+		elif name and len(name) > MAX_TEXT:
+			found.append(f"folder_name is longer than {MAX_TEXT} characters")
+		append_to = item.get("append_to")
+		append_to = (
+			_as_text(append_to, f"append_to of {where}", found, strict) if "append_to" in item else None
+		)
+		condition = item.get("condition")
+		condition = _as_text(condition, "condition", found, strict) if "condition" in item else None
+		problems += found
+		if not found:
+			folders.append(FolderSettings(name, append_to, condition))
+	names = ["INBOX" if f.folder_name.upper() == "INBOX" else f.folder_name for f in folders]
 	for dup in sorted({n for n in names if names.count(n) > 1}):
-		problems.append(f"folder {dup!r} is listed twice")
+		problems.append(f"folder {dup!r} is listed twice in {key}: list each folder once")
 	return tuple(folders)
+
+
+def _oauth(data: Mapping[str, Any], problems: list[str], strict: bool) -> OAuthSettings | None:
+	"""The OAuth settings, their values checked first: text without control characters, URLs
+	that parse."""
+	count = len(problems)
+	for key in OAUTH_KEYS:
+		raw = data.get(key)
+		if (raw is None and not strict) or key not in data:
+			continue
+		if key == "oauth_scopes":  # its type is oauth_from_mapping's to check; here its characters
+			for item in raw if isinstance(raw, list | tuple) else [raw]:
+				if isinstance(item, str) and _CONTROL.search(item):
+					problems.append("oauth_scopes contain a control character: remove it")
+			continue
+		if key != "oauth_client_secret":
+			text = _as_text(raw, key, problems, strict)
+		elif not isinstance(raw, str) or _CONTROL.search(raw):
+			problems.append(f"{key} must be text (in quotes) without control characters")
+			text = None
+		else:
+			text = raw
+		if text and key.endswith("_url"):
+			try:
+				urllib.parse.urlsplit(text).hostname  # raises ValueError on a malformed URL
+			except ValueError:
+				problems.append(f"{key} {_shown(text)} is not a URL")
+	if len(problems) > count:
+		return None
+	return oauth_from_mapping(data, problems)
 
 
 def account_from_mapping(
@@ -318,24 +557,39 @@ def account_from_mapping(
 	domains: Mapping[str, DomainSettings] | Iterable[DomainSettings] = (),
 	use_presets: bool = True,
 	validate: bool = True,
+	strict: bool = False,
 ) -> AccountSettings:
 	"""Build and check an account from core Email Account field names.
 
 	Server settings come from, in order of precedence: the account's own values, a configured
 	domain for its address (or the one named in ``domain``), a preset for a well-known provider.
+	``strict`` takes the values as a TOML file gives them (see above); it also refuses the keys a
+	DocType's dict carries beside the settings, and ``name`` (the table's name is the account's).
 	"""
+	if not isinstance(data, Mapping):
+		raise ConfigError(f"an account's settings must be a table, not {_shown(data)}", account=name)
 	problems: list[str] = []
-	name = _text(data.get("name")) or _text(name) or _text(data.get("email_account_name"))
-	email_id = _text(data.get("email_id"))
+	given = data.get("name") if not strict else None
+	name = _as_text(given, "name", problems) or _as_text(name, "the account's name", problems)
+	if name and len(name) > MAX_NAME:
+		problems.append(f"the account's name is longer than {MAX_NAME} characters")
+	email_id = _as_text(data.get("email_id"), "email_id", problems, strict=False)
 	if not name:
-		name = email_id or "?"
-	if not email_id:
-		raise ConfigError("email_id (the account's address) is missing", account=name)
+		name = email_id if email_id and not problems else None
+	if not email_id and not problems:
+		problems.append('email_id (the account\'s address) is missing: set email_id = "name@example.com"')
+	elif email_id:
+		problem = address_problem(email_id, "email_id")
+		if problem:
+			problems.append(problem)
+	if problems:
+		raise ConfigError(problems, account=name)
 
 	if not isinstance(domains, Mapping):
 		domains = {d.domain_name: d for d in domains}
 	domain_part = email_id.rpartition("@")[2].lower()
-	domain_name = (_text(data.get("domain")) or "").lower() or domain_part
+	named = _checked_text("domain", data.get("domain"), problems, strict) if "domain" in data else None
+	domain_name = (named or "").lower().lstrip("@") or domain_part
 	fill: dict[str, Any] = {}
 	if use_presets:
 		fill.update(preset_for(domain_part) or {})
@@ -345,41 +599,42 @@ def account_from_mapping(
 		fill.update(domain.filled())
 
 	values: dict[str, Any] = {"name": name, "email_id": email_id}
-	for key, value in fill.items():
-		values[key] = value
+	values.update(fill)
 	for key, raw in data.items():
-		if key not in _ACCOUNT_FIELDS or key in ("name", "email_id", "folders", "oauth", "token_source"):
+		if key not in _ACCOUNT_FIELDS or key in (
+			"name",
+			"email_id",
+			"folders",
+			"domain",
+			"oauth",
+			"token_source",
+		):
 			continue
-		if raw is None or (raw == "" and key not in _BOOL_FIELDS):
+		if raw == "" and key not in _BOOL_FIELDS and not strict:
 			continue
-		if key in _BOOL_FIELDS:
-			values[key] = _as_bool(raw, key, problems)
-		elif key in _INT_FIELDS:
-			number = _as_number(raw, key, problems, int)
-			if number is not None:
-				values[key] = number
-		elif key in _FLOAT_FIELDS:
-			number = _as_number(raw, key, problems, float)
-			if number is not None:
-				values[key] = number
-		elif key == "password":
-			values[key] = str(raw)
-		else:
-			values[key] = _text(raw)
-	values["folders"] = _folders(data.get("folders") or data.get("imap_folder"), problems)
-	values["oauth"] = oauth_from_mapping(data, problems)
-	if domain is not None:
-		values["domain"] = domain.domain_name
+		value = _value(key, raw, problems, strict)
+		if value is not _MISSING:
+			values[key] = value
+	if strict:
+		values["folders"] = (
+			_folders(data["folders"], "folders", problems, strict) if "folders" in data else ()
+		)
+	elif data.get("folders") is not None:
+		values["folders"] = _folders(data.get("folders"), "folders", problems, strict)
+	else:
+		values["folders"] = _folders(data.get("imap_folder"), "imap_folder", problems, strict)
+	values["oauth"] = _oauth(data, problems, strict)
+	if domain is not None or named:
+		values["domain"] = domain.domain_name if domain is not None else named
 
-	unknown = sorted(
-		set(data)
-		- _ACCOUNT_FIELDS
-		- _IGNORED_KEYS
-		- set(OAUTH_KEYS)
-		- {"imap_folder", "oauth", "token_source"}
-	)
-	if unknown:
-		problems.append("unknown setting(s): " + ", ".join(unknown))
+	ignored = {"name", "imap_folder"} if strict else _IGNORED_KEYS
+	internal = {"oauth", "token_source"}  # built here, or attached by a shell: never in a mapping
+	known = (_ACCOUNT_FIELDS - {"name"} - internal if strict else _ACCOUNT_FIELDS) | set(OAUTH_KEYS)
+	problems += _unknown_keys(set(data) - known - ignored, known)
+	if strict and "name" in data:
+		problems.append("name: the table's name is the account's name ([accounts.NAME]): remove the name key")
+	if strict and "imap_folder" in data:
+		problems.append("imap_folder is the Frappe form's table: write folders = [...] instead")
 	if problems:
 		raise ConfigError(problems, account=name)
 	account = AccountSettings(**values)
@@ -391,15 +646,16 @@ def account_from_mapping(
 def validate_account(account: AccountSettings) -> None:
 	"""Raise ConfigError listing everything that cannot work, in plain words."""
 	p: list[str] = []
-	if not EMAIL_RE.match(account.email_id):
-		p.append(f"{account.email_id!r} is not an email address")
+	problem = address_problem(account.email_id, "email_id")
+	if problem:
+		p.append(problem)
 	if account.login_id is not None and not account.login_id.strip():
 		p.append("login_id is empty")
 	if account.enable_incoming:
 		if not account.email_server:
 			p.append("incoming is enabled but email_server is not set (or set a domain for the address)")
-		elif not HOST_RE.match(account.email_server):
-			p.append(f"email_server {account.email_server!r} is not a host name")
+		elif problem := host_problem(account.email_server, "email_server"):
+			p.append(problem)
 		if account.incoming_port is not None and not 0 < account.incoming_port < 65536:
 			p.append(f"incoming_port {account.incoming_port} is out of range (1-65535)")
 		if account.use_ssl and account.use_starttls:
@@ -434,8 +690,8 @@ def validate_account(account: AccountSettings) -> None:
 	if account.enable_outgoing:
 		if not account.smtp_server:
 			p.append("outgoing is enabled but smtp_server is not set (or set a domain for the address)")
-		elif not HOST_RE.match(account.smtp_server):
-			p.append(f"smtp_server {account.smtp_server!r} is not a host name")
+		elif problem := host_problem(account.smtp_server, "smtp_server"):
+			p.append(problem)
 		if account.smtp_port is not None and not 0 < account.smtp_port < 65536:
 			p.append(f"smtp_port {account.smtp_port} is out of range (1-65535)")
 		if account.use_tls and account.use_ssl_for_outgoing:
