@@ -2,17 +2,28 @@
 
 The same semantics as ``sqlite_store.SQLiteStore`` + ``sqlite_outbox``, on documents:
 
-- a received message is a Communication (core's fields: communication_medium "Email",
-  sent_or_received, message_id, in_reply_to, reference_doctype/name, timeline links, the
-  ``email_sync_account`` custom field), its attachments private Files attached to it, and, for a
-  new thread of an account that appends to a DocType, a new document of that DocType made the way
-  core makes one (the DocType's subject_field, sender_field and sender_name_field);
+- a received message is a Communication with core's fields as core's receive sets them
+  (communication_medium "Email", sent_or_received, ``email_account``, ``uid`` (the IMAP UID; -1
+  for POP3), ``imap_folder``, message_id, in_reply_to, reference_doctype/name, ``_seen`` for the
+  users of the account's User Email rows, ``unread_notification_sent`` for the site's own
+  notifications and for automatic mail), inserted with Communication's own hooks running (contacts
+  per the account's create_contact, timeline links, the document's ``on_communication_update``),
+  its attachments private Files attached to it, and, for a new thread of an account that appends
+  to a DocType, a new document of that DocType made the way core makes one (the DocType's
+  subject_field, sender_field and sender_name_field); once committed, the thread's participants are
+  notified as core does (``Communication.send_email(is_inbound_mail_communcation=True)``);
 - every message an account handled (received, sent, skipped, failed, or left out as older than the
-  initial sync) is an Email Sync Message, with unique indexes on (account, Message-ID) and
+  initial sync) is an Email Message Log, with unique indexes on (account, Message-ID) and
   (account, folder, UIDVALIDITY, UID): the ledger that recognises a message seen before, also
-  under two pulls at once, and threads replies (thread tokens, normalised subjects);
-- folder cursors are Email Sync Cursor records; the outbox is Email Sync Outbox with a child row
+  under two pulls at once, and threads replies (thread tokens, normalised subjects); a Message-ID
+  the account's Communications already hold (core stored it before the app) counts as seen too;
+- folder cursors are Email Folder Cursor records; the outbox is Email Sync Outbox with a child row
   per recipient; unsubscribes and auto-replies have a DocType each.
+
+Core's bookkeeping stays current, both ways: a folder with no cursor yet starts from core's
+position (the IMAP Folder row's uidvalidity and the account's highest Communication.uid), and every
+cursor saved also writes the IMAP Folder row's uidvalidity/uidnext and Email Account.uidnext, so
+that core's own pull, after the app is uninstalled, goes on from where the app stopped.
 
 Transactions: each method that changes state runs in a savepoint and, when the store commits
 (the default, for the background jobs), commits at its end: a message, what it created and the
@@ -49,18 +60,19 @@ from .engine.store import (
 	WaitingMail,
 )
 
-ACCOUNT = "Email Sync Account"
-CURSOR = "Email Sync Cursor"
-MESSAGE = "Email Sync Message"
+ACCOUNT = "Email Account"
+IMAP_FOLDER = "IMAP Folder"
+CURSOR = "Email Folder Cursor"
+MESSAGE = "Email Message Log"
 OUTBOX = "Email Sync Outbox"
 OUTBOX_RECIPIENT = "Email Sync Outbox Recipient"
 UNSUBSCRIBE = "Email Sync Unsubscribe"
 AUTO_REPLY = "Email Sync Auto Reply"
 COMMUNICATION = "Communication"
-#: the custom field on Communication that names the Email Sync Account it came in or went out by
-ACCOUNT_FIELD = "email_sync_account"
+#: core's field on Communication that names the Email Account it came in or went out by
+ACCOUNT_FIELD = "email_account"
 
-# Email Sync Message statuses
+# Email Message Log statuses
 RECEIVED, SENT_STATUS, SKIPPED, FAILED, IGNORED = "Received", "Sent", "Skipped", "Failed", "Ignored"
 THREAD_STATUSES = (RECEIVED, SENT_STATUS)
 
@@ -68,6 +80,10 @@ THREAD_STATUSES = (RECEIVED, SENT_STATUS)
 #: test tests/test_doctype_json.py, so a renamed field cannot go unnoticed)
 FIELDS_USED = {
 	CURSOR: ("account", "folder", "uidvalidity", "last_uid", "seen_uid"),
+	#: core's (read from core's JSON by the same test)
+	IMAP_FOLDER: ("folder_name", "uidvalidity", "uidnext"),
+	ACCOUNT: ("uidnext", "use_imap", "email_sync_option"),
+	COMMUNICATION: ("email_account", "uid", "imap_folder", "unread_notification_sent", "message_id"),
 	MESSAGE: (
 		"account",
 		"status",
@@ -250,8 +266,30 @@ class FrappeStore:
 			as_dict=True,
 		)
 		if not row:
-			return None
+			return self._core_position(account, folder)
 		return Cursor(cint(row.uidvalidity), cint(row.last_uid), cint(row.seen_uid) or None)
+
+	def _core_position(self, account: str, folder: str) -> Cursor | None:
+		"""Where core's own pull stands in a folder the app has not read yet: the IMAP Folder row's
+		UIDVALIDITY, and the highest UID of the account's received Communications (core keeps one
+		number per account, not per folder: mail of another folder with the same UIDVALIDITY and a
+		higher UID would hide this folder's; its Message-IDs are recognised anyway). None when core
+		has not read the folder (no UIDVALIDITY): the engine's first-sync rule applies."""
+		uidvalidity = frappe.db.get_value(
+			IMAP_FOLDER, {"parenttype": ACCOUNT, "parent": account, "folder_name": folder}, "uidvalidity"
+		)
+		if not cint(uidvalidity):
+			return None
+		last_uid = frappe.db.sql(
+			"""SELECT MAX(uid) FROM `tabCommunication` WHERE email_account=%(account)s
+			AND sent_or_received='Received' AND communication_medium='Email'
+			AND (imap_folder=%(folder)s OR IFNULL(imap_folder, '')='')""",
+			{"account": account, "folder": folder},
+		)[0][0]
+		if not cint(last_uid) or cint(last_uid) < 0:
+			return None
+		last_uid = cint(last_uid)
+		return Cursor(cint(uidvalidity), last_uid, last_uid)
 
 	def set_cursor(self, account: str, folder: str, cursor: Cursor) -> None:
 		with self._transaction():
@@ -268,10 +306,25 @@ class FrappeStore:
 		name = frappe.db.get_value(CURSOR, {"account": account, "folder": folder})
 		if name:
 			frappe.db.set_value(CURSOR, name, values)
+		else:
+			frappe.get_doc({"doctype": CURSOR, "account": account, "folder": folder, **values}).insert(
+				ignore_permissions=True
+			)
+		self._put_core_position(account, folder, cursor)
+
+	def _put_core_position(self, account: str, folder: str, cursor: Cursor) -> None:
+		"""Core's own bookkeeping of an IMAP folder, as core's pull would leave it: the row's
+		UIDVALIDITY (a string) and UIDNEXT, and the account's UIDNEXT."""
+		if not cursor.uidvalidity:  # POP3: core keeps no position
 			return
-		frappe.get_doc({"doctype": CURSOR, "account": account, "folder": folder, **values}).insert(
-			ignore_permissions=True
+		uidnext = str(cursor.last_uid + 1)
+		frappe.db.set_value(
+			IMAP_FOLDER,
+			{"parenttype": ACCOUNT, "parent": account, "folder_name": folder},
+			{"uidvalidity": str(cursor.uidvalidity), "uidnext": uidnext},
+			update_modified=False,
 		)
+		frappe.db.set_value(ACCOUNT, account, "uidnext", cint(uidnext), update_modified=False)
 
 	# -- identity ------------------------------------------------------------------------------
 
@@ -292,7 +345,20 @@ class FrappeStore:
 					pluck="message_id",
 				)
 			)
+			known.update(self._communication_ids(account, part))
 		return known
+
+	@staticmethod
+	def _communication_ids(account: str, message_ids: Sequence[str]) -> set[str]:
+		"""Which of these Message-IDs the account's Communications hold (core's receive stored them,
+		before the app or beside it)."""
+		return set(
+			frappe.get_all(
+				COMMUNICATION,
+				filters={ACCOUNT_FIELD: account, "message_id": ("in", list(message_ids))},
+				pluck="message_id",
+			)
+		)
 
 	def known_uids(
 		self, account: str, folder: str, uidvalidity: int, among: Sequence[str] | None = None
@@ -340,6 +406,8 @@ class FrappeStore:
 
 	def _exists(self, account: str, message_id: str | None, location: Location | None) -> bool:
 		if message_id and frappe.db.exists(MESSAGE, {"account": account, "message_key": key(message_id)}):
+			return True
+		if message_id and self._communication_ids(account, [message_id]):
 			return True
 		if location is not None:
 			return bool(
@@ -475,7 +543,11 @@ class FrappeStore:
 			names = set(appendable_doctypes())
 			names.update(frappe.get_all(ACCOUNT, filters={"append_to": ("is", "set")}, pluck="append_to"))
 			names.update(
-				frappe.get_all("Email Sync Folder", filters={"append_to": ("is", "set")}, pluck="append_to")
+				frappe.get_all(
+					IMAP_FOLDER,
+					filters={"parenttype": ACCOUNT, "append_to": ("is", "set")},
+					pluck="append_to",
+				)
 			)
 			self._doctypes = sorted(n for n in names if doctype_exists(n))
 		return self._doctypes
@@ -577,7 +649,28 @@ class FrappeStore:
 			if cursor is not None:
 				self.set_cursor(account, location.folder, cursor)
 			return SaveResult(None, duplicate=True)
+		self._notify_participants(account, result.communication)
 		return result
+
+	def _notify_participants(self, account: str, communication: str | None) -> None:
+		"""As core's receive does once a new mail is committed: the document's owner and assignees
+		who follow its thread get the mail (Communication.send_email). Queued mail only; a failure
+		is logged against the account, the mail stays stored."""
+		if not communication:
+			return
+		try:
+			comm = frappe.get_doc(COMMUNICATION, communication)
+			comm.send_email(is_inbound_mail_communcation=True)
+			if self.commit:
+				frappe.db.commit()  # nosemgrep: the notice is queued after the mail's own commit
+		except Exception:
+			if self.commit:
+				frappe.db.rollback()
+			frappe.log_error(
+				title=f"Email Account {account}: thread participants not notified",
+				reference_doctype=COMMUNICATION,
+				reference_name=communication,
+			)
 
 	def _save_received(
 		self, account: str, location: Location, message: IncomingMessage, decision: Decision
@@ -667,11 +760,7 @@ class FrappeStore:
 		document: DocRef | None,
 	) -> str:
 		sender = message.sender
-		settings = frappe.db.get_value(ACCOUNT, account, ["create_contact", "use_imap"], as_dict=True) or {}
-		if settings.get("create_contact") and sender and sender.email:
-			from frappe.core.doctype.communication.communication import get_contacts
-
-			get_contacts([message.sender_email], auto_create_contact=True)
+		use_imap = bool(location.uidvalidity)  # POP3 locations have none
 		comm = frappe.get_doc(
 			{
 				"doctype": COMMUNICATION,
@@ -692,12 +781,23 @@ class FrappeStore:
 				"reference_name": document.name if document else None,
 				"has_attachment": int(message.has_attachment),
 				"email_status": "Open",
-				"imap_folder": location.folder if settings.get("use_imap") else None,
-				# automatic mail (an out-of-office, a bounce) needs no "unreplied" notice
-				"unread_notification_sent": int(bool(message.auto_submitted or message.bounce)),
+				"imap_folder": location.folder if use_imap else None,
+				# core's position: the IMAP UID (core's pull after an uninstall goes on from the highest)
+				"uid": cint(location.uid) if use_imap else -1,
+				# automatic mail (an out-of-office, a bounce) and the site's own notifications (core's
+				# "isnotification" header) need no "unreplied" notice
+				"unread_notification_sent": int(
+					bool(message.auto_submitted or message.bounce or _is_site_notification(message))
+				),
 				ACCOUNT_FIELD: account,
 			}
 		)
+		# core marks IMAP mail seen for the users of the account's User Email rows (all of it, \Seen
+		# on the server or not: core's behaviour, kept so that their inbox looks as it did)
+		if use_imap:
+			users = frappe.get_all("User Email", filters={"email_account": account}, pluck="parent")
+			if users:
+				comm._seen = frappe.as_json(sorted(set(users)), indent=None)
 		comm.flags.in_receive = True
 		comm.flags.skip_add_signature = True
 		for link in decision.timeline_links:
@@ -1202,6 +1302,14 @@ class FrappeStore:
 		except frappe.UniqueValidationError:
 			return False
 		return True
+
+
+def _is_site_notification(message: IncomingMessage) -> bool:
+	"""Mail the site sent as a notification (core's ``isnotification`` header)."""
+	return any(
+		name.lower() == "isnotification" and "notification" in (value or "").lower()
+		for name, value in message.headers
+	)
 
 
 def _dropped_note(dropped: Sequence[tuple[str, str]]) -> str:

@@ -14,6 +14,7 @@ from email_account_app.tests.utils import (
 	TEST_DOCTYPE,
 	FrappeTestCase,
 	create_test_doctype,
+	dovecot_settings,
 	drop_test_doctype,
 	frappe,
 	make_account,
@@ -59,8 +60,7 @@ class TestSend(FrappeTestCase):
 		self.addCleanup(purge, "Alice", frappe.utils.now_datetime())
 		self.smtp.reset()
 		self.dovecot.reset(USER)
-		data = self.dovecot.account(USER, email_sync_option="ALL", append_to=TEST_DOCTYPE)
-		data["incoming_port"] = str(data["incoming_port"])
+		data = dovecot_settings(self.dovecot, USER, email_sync_option="ALL", append_to=TEST_DOCTYPE)
 		smtp = self.smtp.account(USER)
 		smtp["smtp_port"] = str(smtp["smtp_port"])
 		data.update({k: v for k, v in smtp.items() if k not in ("email_id", "ca_file", "timeout")})
@@ -107,7 +107,6 @@ class TestSend(FrappeTestCase):
 		outbox.reload()
 		self.assertEqual((outbox.status, [r.status for r in outbox.recipients]), ("Sent", ["Sent"]))
 		self.assertEqual(frappe.db.get_value("Communication", comm.name, "delivery_status"), "Sent")
-		self.assertEqual(frappe.db.get_value("Email Sync Account", self.account.name, "sent_count"), 1)
 
 	def test_flush_all_fans_out_a_job_per_account_with_mail_waiting(self):
 		from email_account_app import tasks
@@ -211,7 +210,7 @@ class TestSend(FrappeTestCase):
 		)
 
 	def test_without_an_account_of_ours_site_mail_is_left_to_core(self):
-		frappe.db.set_value("Email Sync Account", self.account.name, "enable_outgoing", 0)
+		frappe.db.set_value("Email Account", self.account.name, "enable_outgoing", 0)
 		with patch("email_account_app.events._send_as_core") as core:
 			self.sendmail(recipients=["someone@client.test"], subject="Core", message="x")
 		self.assertEqual(self.smtp.deliveries, [])
@@ -266,7 +265,7 @@ class TestSend(FrappeTestCase):
 		from email_account_app.accounts import site_settings
 		from email_account_app.engine.compose import unsubscribe_token
 
-		frappe.db.set_value("Email Sync Account", self.account.name, "send_unsubscribe_message", 1)
+		frappe.db.set_value("Email Account", self.account.name, "send_unsubscribe_message", 1)
 		reader = f"reader-{frappe.generate_hash(length=8)}@client.test"
 		token = unsubscribe_token(site_settings(), reader, self.account.name)
 		self.dovecot.append(USER, make_mail(sender=reader, to=USER, subject=f"unsubscribe {token}", body=""))
@@ -274,7 +273,7 @@ class TestSend(FrappeTestCase):
 		self.assertEqual((report.skipped, report.created), (1, 0), report.as_dict())
 		self.assertEqual(frappe.db.count("Email Sync Unsubscribe", {"email": reader}), 1)
 		skipped = frappe.db.get_value(
-			"Email Sync Message", {"sender": reader}, ["status", "reason"], as_dict=True
+			"Email Message Log", {"sender": reader}, ["status", "reason"], as_dict=True
 		)
 		self.assertEqual(skipped.status, "Skipped")
 		self.assertIn(f"{reader} asked to unsubscribe", skipped.reason)
