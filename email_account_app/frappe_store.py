@@ -792,18 +792,18 @@ class FrappeStore:
 				ACCOUNT_FIELD: account,
 			}
 		)
-		# core marks IMAP mail seen for the users of the account's User Email rows (all of it, \Seen
-		# on the server or not: core's behaviour, kept so that their inbox looks as it did)
-		if use_imap:
-			users = frappe.get_all("User Email", filters={"email_account": account}, pluck="parent")
-			if users:
-				comm._seen = frappe.as_json(sorted(set(users)), indent=None)
 		comm.flags.in_receive = True
 		comm.flags.skip_add_signature = True
 		for link in decision.timeline_links:
 			if self.document_exists(link):
 				comm.add_link(link.doctype, link.name)
 		comm.insert(ignore_permissions=True)
+		# core marks IMAP mail seen for the users of the account's User Email rows (all of it, \Seen
+		# on the server or not: core's behaviour, kept so that their inbox looks as it did)
+		if use_imap:
+			users = frappe.get_all("User Email", filters={"email_account": account}, pluck="parent")
+			if users:
+				comm.db_set("_seen", frappe.as_json(sorted(set(users)), indent=None), update_modified=False)
 		notes = self._attach(comm.name, message)
 		content = self._inline_images(comm.content or "", notes["inline"])
 		if notes["dropped"]:

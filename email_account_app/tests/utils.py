@@ -36,6 +36,10 @@ _PACKAGE = "email_account_app_repo_tests"
 TEST_DOCTYPE = "Email Sync Test Ticket"
 
 
+class MissingTestDependency(RuntimeError):
+	"""What a bench test needs is not installed: the message names it and how to install it."""
+
+
 def repo_test_module(name: str):
 	"""A module of the repository's tests/ (dovecot, smtp_server, factory); MissingTestDependency
 	when it (or what it imports) is missing."""
@@ -134,7 +138,7 @@ def drop_test_doctype() -> None:
 	frappe.db.commit()
 
 
-def make_account(name: str, **values):
+def make_account(name: str, *, check_connection: bool = True, **values):
 	"""Core's Email Account (inserted, so its connection is checked; the test's transaction rolls it
 	back). An IMAP account gets an INBOX row in IMAP Folder (core requires one) that takes
 	``append_to`` (core's IMAP accounts append per folder)."""
@@ -142,6 +146,7 @@ def make_account(name: str, **values):
 	if values.get("enable_incoming") and values.get("use_imap", 1) and not values.get("imap_folder"):
 		values["imap_folder"] = [{"folder_name": "INBOX", "append_to": values.pop("append_to", None)}]
 	doc = frappe.get_doc({"doctype": "Email Account", "email_account_name": name, **values})
+	doc.flags.ignore_connection_check = not check_connection
 	doc.insert(ignore_permissions=True)
 	return doc
 
