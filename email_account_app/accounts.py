@@ -217,6 +217,8 @@ def account_mapping(
 	# core keeps the IMAP Folder rows of an account switched to POP3 (hidden): they do not apply
 	rows = (doc.get("imap_folder") or []) if doc.get("use_imap") else []
 	data["imap_folder"] = [{key: _row_get(row, key) for key in FOLDER_FIELDS} for row in rows]
+	if rows:
+		data.pop("append_to", None)  # core's IMAP accounts append per folder (the field is hidden)
 	return data
 
 

@@ -147,12 +147,13 @@ class EmailAccountEngine(Document):
 		"""Log in to the servers (timeout: the account's, at most the test's); a refusal is the
 		form's error in the engine's words. Settings that connect reset core's failed-attempts count
 		and, with incoming on, have a pull queued once saved."""
+		from email_account_app.accounts import labelled
 		from email_account_app.api import check
 
 		result = check(settings)
 		failed = [part for part in result["parts"] if not part["ok"]]
 		if failed:
-			lines = [f"{_(part['label'])} ({part['server']}): {part['message']}" for part in failed]
+			lines = [f"{_(part['label'])} ({part['server']}): {labelled(part['message'])}" for part in failed]
 			frappe.throw(
 				"<br>".join(frappe.utils.escape_html(line) for line in lines),
 				exc=ConnectionCheckFailed,

@@ -162,10 +162,15 @@ class TestEmailAccount(FrappeTestCase):
 		from email_account_app.accounts import InvalidEmailSyncSettings
 
 		with self.assertRaises(InvalidEmailSyncSettings) as caught:
-			make_account("Alice", **self.settings(email_server=None, use_ssl=1, use_starttls=1))
+			make_account("Alice", **self.settings(use_ssl=1, use_starttls=1))
 		message = str(caught.exception)
-		self.assertIn('"Incoming Server"', message)
-		self.assertNotIn("email_server", message)
+		self.assertIn('"Use SSL"', message)
+		self.assertNotIn("use_ssl", message)
+		# an address at a domain with no Email Domain and no preset: no server to fill in
+		with self.assertRaises(InvalidEmailSyncSettings) as caught:
+			make_account("Alice", **self.settings(email_id="alice@nowhere.test", email_server=None))
+		self.assertIn('"Incoming Server"', str(caught.exception))
+		self.assertNotIn("email_server", str(caught.exception))
 
 	def test_the_connection_is_checked_on_save_with_the_engines_plain_message(self):
 		from email_account_app.overrides.email_account import ConnectionCheckFailed
@@ -174,6 +179,7 @@ class TestEmailAccount(FrappeTestCase):
 			make_account("Alice", **self.settings(password="wrong"))
 		self.assertIn("refused the login", str(caught.exception))
 		self.assertNotIn("Traceback", str(caught.exception))
+		self.assertIsNone(frappe.db.exists("Email Account", "Alice"))
 
 		closed = self.dovecot.port_for("imap", "plain") + 1000  # nothing listens there
 		with self.assertRaises(ConnectionCheckFailed) as caught:

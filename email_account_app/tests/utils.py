@@ -156,6 +156,8 @@ def dovecot_settings(dovecot, user: str, **overrides) -> dict:
 	receive cannot be told to trust the test's certificate authority), and the app's timeout."""
 	data = dovecot.account(user, security="plain", **overrides)
 	data.pop("ca_file", None)
+	if data.get("login_id"):
+		data["login_id_is_different"] = 1
 	data["incoming_port"] = str(data["incoming_port"])
 	data["timeout"] = int(data.get("timeout") or 10)
 	return data
