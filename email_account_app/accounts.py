@@ -101,21 +101,24 @@ def engine_serves(doc: Mapping[str, Any]) -> bool:
 
 
 def labelled(text: str, doctype: str = ACCOUNT_DOCTYPE) -> str:
-	"""The engine's words with each field name it mentions replaced by the form's label
-	("email_server" -> "Incoming Server")."""
+	"""The engine's words, as HTML, with each field name they mention replaced by the form's label
+	in quotes ("email_server" -> "Incoming Server")."""
 	meta = frappe.get_meta(doctype)
-
-	def label(match: re.Match) -> str:
-		df = meta.get_field(match.group(0))
-		return f'"{_(df.label)}"' if df is not None and df.label else match.group(0)
-
-	return re.sub(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", label, text)
+	parts = re.split(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b", text)
+	out = []
+	for index, part in enumerate(parts):
+		df = meta.get_field(part) if index % 2 else None
+		if df is not None and df.label:
+			out.append(f'"{escape_html(_(df.label))}"')
+		else:
+			out.append(escape_html(part))
+	return "".join(out)
 
 
 def throw_config_error(exc: ConfigError, doctype: str = ACCOUNT_DOCTYPE) -> None:
 	"""The engine's list of problems, in its plain words (fields named by their labels), as the
 	form's error."""
-	items = "".join(f"<li>{escape_html(labelled(problem, doctype))}</li>" for problem in exc.problems)
+	items = "".join(f"<li>{labelled(problem, doctype)}</li>" for problem in exc.problems)
 	frappe.throw(
 		_("These settings cannot work: {0}").format(f"<ul>{items}</ul>"),
 		exc=InvalidEmailSyncSettings,

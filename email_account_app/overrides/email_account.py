@@ -24,6 +24,7 @@ from __future__ import annotations
 import frappe
 from frappe import _
 from frappe.model.document import Document
+from frappe.utils import escape_html
 
 from .compose import Composer, app_controls
 
@@ -153,9 +154,12 @@ class EmailAccountEngine(Document):
 		result = check(settings)
 		failed = [part for part in result["parts"] if not part["ok"]]
 		if failed:
-			lines = [f"{_(part['label'])} ({part['server']}): {labelled(part['message'])}" for part in failed]
+			lines = [
+				f"{escape_html(_(part['label']))} ({escape_html(part['server'])}): {labelled(part['message'])}"
+				for part in failed
+			]
 			frappe.throw(
-				"<br>".join(frappe.utils.escape_html(line) for line in lines),
+				"<br>".join(lines),
 				exc=ConnectionCheckFailed,
 				title=_("Cannot connect"),
 			)
