@@ -20,7 +20,7 @@ from typing import Any
 
 import frappe
 from frappe import _
-from frappe.utils import escape_html, get_url
+from frappe.utils import cint, escape_html, get_url
 from frappe.utils.password import get_encryption_key
 
 from .engine.compose import SiteSettings, site_from_accounts
@@ -50,6 +50,9 @@ NOT_FIELDS = {
 }
 ACCOUNT_FIELDS = tuple(f.name for f in dataclasses.fields(AccountSettings) if f.name not in NOT_FIELDS)
 DOMAIN_FIELDS = tuple(f.name for f in dataclasses.fields(DomainSettings))
+#: the settings that are Check fields of the documents (yes/no)
+ACCOUNT_CHECKS = {f.name for f in dataclasses.fields(AccountSettings) if f.type in ("bool", bool)}
+DOMAIN_CHECKS = {f.name for f in dataclasses.fields(DomainSettings) if f.type in ("bool | None",)}
 FOLDER_FIELDS = ("folder_name", "append_to", "condition")
 
 #: numbers where 0 (what an empty Int/Float/Data field gives) means "not set": the default applies
@@ -136,11 +139,16 @@ def _is_unset(value: Any) -> bool:
 def domain_settings(doc: Mapping[str, Any]) -> DomainSettings:
 	"""An Email Domain (a document or its dict) as the engine's DomainSettings."""
 	data = {
-		key: doc.get(key)
+		key: _as_stored(key, doc.get(key), DOMAIN_CHECKS)
 		for key in DOMAIN_FIELDS
 		if not (key in DOMAIN_UNSET_WHEN_ZERO and _is_unset(doc.get(key)))
 	}
 	return domain_from_mapping(data)
+
+
+def _as_stored(key: str, value: Any, checks: set[str]) -> Any:
+	"""A Check field's value as Frappe stores it (0 or 1, whatever was put in the document)."""
+	return cint(value) if key in checks and value is not None else value
 
 
 def all_domains() -> dict[str, DomainSettings]:
@@ -207,13 +215,15 @@ def account_mapping(
 	for key in ACCOUNT_FIELDS:
 		if key in leave_out or key == "password":
 			continue
-		value = doc.get(key)
+		value = _as_stored(key, doc.get(key), ACCOUNT_CHECKS)
 		if key in UNSET_WHEN_ZERO and _is_unset(value):
 			continue
 		data[key] = value
 	if not doc.get("login_id_is_different"):
 		data.pop("login_id", None)
 	data["password"] = password or None
+	if data.get("enable_auto_reply") and not (data.get("auto_reply_message") or "").strip():
+		data["auto_reply_message"] = default_auto_reply()
 	for key in leave_out:
 		if fill and key in fill:
 			data[key] = fill[key]
@@ -223,6 +233,16 @@ def account_mapping(
 	if rows:
 		data.pop("append_to", None)  # core's IMAP accounts append per folder (the field is hidden)
 	return data
+
+
+def default_auto_reply() -> str:
+	"""What core sends when an account's Auto Reply Message is empty (its auto_reply.html, without
+	the reference line)."""
+	return (
+		f"<h3>{_('Thank you for your email')}</h3>"
+		f"<p>{_('Your query has been received. We will reply back shortly. If you have any additional information, please reply to this mail.')}</p>"
+		f'<p style="font-size: 80%; color: #888">{_("This is an automatically generated reply")}</p>'
+	)
 
 
 def _row_get(row: Any, key: str) -> Any:

@@ -190,7 +190,7 @@ class TestEmailAccount(FrappeTestCase):
 		account = make_account("Alice", **self.settings(), check_connection=False)
 		with patch("email_account_app.tasks.queue_pull") as queue_pull:
 			account.reload()
-			account.flags.ignore_connection_check = False
+			account.flags.check_connection = True
 			account.footer = "Sent by the support team"
 			account.save()  # nothing about the servers changed: no check, no pull
 			queue_pull.assert_not_called()

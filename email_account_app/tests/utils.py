@@ -146,7 +146,7 @@ def make_account(name: str, *, check_connection: bool = True, **values):
 	if values.get("enable_incoming") and values.get("use_imap", 1) and not values.get("imap_folder"):
 		values["imap_folder"] = [{"folder_name": "INBOX", "append_to": values.pop("append_to", None)}]
 	doc = frappe.get_doc({"doctype": "Email Account", "email_account_name": name, **values})
-	doc.flags.ignore_connection_check = not check_connection
+	doc.flags.check_connection = check_connection
 	doc.insert(ignore_permissions=True)
 	return doc
 

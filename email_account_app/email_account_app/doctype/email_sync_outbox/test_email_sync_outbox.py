@@ -23,6 +23,7 @@ class TestEmailSyncOutbox(FrappeTestCase):
 			smtp_server="127.0.0.1",
 			no_smtp_authentication=1,
 			use_tls=0,
+			check_connection=False,  # nothing listens: these tests only queue and claim
 		)
 		self.store = FrappeStore(commit=False)
 		self.now = datetime.now(timezone.utc)
