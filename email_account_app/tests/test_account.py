@@ -137,6 +137,27 @@ class TestEmailAccount(FrappeTestCase):
 		)
 		self.assertNotIn("Not for jobs", by_subject)
 
+	def test_a_pop3_account_is_read_and_its_mail_stays_on_the_server(self):
+		settings = dovecot_settings(self.dovecot, USER, protocol="pop3", append_to=TEST_DOCTYPE)
+		account = make_account("Alice POP", **settings)
+		self.dovecot.append(USER, make_mail(subject="By POP3"))
+		report = account.receive()
+		self.assertEqual((report.fetched, report.created), (1, 1), report.as_dict())
+		comm = frappe.get_last_doc("Communication", filters={"email_account": account.name})
+		self.assertEqual((comm.subject, comm.uid, comm.imap_folder), ("By POP3", -1, None))
+		self.assertEqual(comm.reference_doctype, TEST_DOCTYPE)  # POP3: the account's own Append To
+		self.assertEqual(len(self.dovecot.flags(USER)), 1)  # not deleted (core deletes what it reads)
+		self.assertEqual(account.receive().fetched, 0)
+
+	def test_the_user_with_the_accounts_address_gets_its_inbox(self):
+		"""Core's User Email rows (the composer's From, the user's inbox) come with the account."""
+		user = frappe.get_doc(
+			{"doctype": "User", "email": USER, "first_name": "Alice", "send_welcome_email": 0}
+		).insert(ignore_permissions=True)
+		account = make_account("Alice", **self.settings())
+		user.reload()
+		self.assertEqual([row.email_account for row in user.user_emails], [account.name])
+
 	def test_an_oauth_account_is_read_by_cores_own_receive(self):
 		"""The engine logs in with a password; OAuth accounts keep core's receive (and the app's
 		scheduler leaves them alone)."""
