@@ -159,6 +159,7 @@ def _remove_custom_field(doctype: str, fieldname: str, *, drop_column: bool = Tr
 		):
 			frappe.db.sql_ddl(f"ALTER TABLE `{table}` DROP INDEX `{index.Key_name}`")
 		frappe.db.sql_ddl(f"ALTER TABLE `{table}` DROP COLUMN `{fieldname}`")
+	frappe.cache.hdel("table_columns", f"tab{doctype}")  # Frappe's cache of a table's columns
 	frappe.clear_cache(doctype=doctype)
 
 
@@ -166,6 +167,17 @@ def before_uninstall() -> None:
 	"""Leave the site as core alone would have it: the Custom Fields and their columns go, the files
 	kept for failed messages, the scheduled jobs. Communications, accounts and IMAP Folder positions
 	stay (core's pull goes on from them)."""
+	remove_custom_fields()
+	our_doctypes = frappe.get_all("DocType", filters={"module": MODULE}, pluck="name")
+	for name in frappe.get_all("File", filters={"attached_to_doctype": ("in", our_doctypes)}, pluck="name"):
+		frappe.delete_doc("File", name, ignore_permissions=True, force=True)
+	for name in frappe.get_all("Scheduled Job Type", filters={"method": ("like", f"{APP}.%")}, pluck="name"):
+		frappe.delete_doc("Scheduled Job Type", name, ignore_permissions=True, force=True)
+	frappe.clear_cache()
+
+
+def remove_custom_fields() -> None:
+	"""The app's Custom Fields and their columns (never a field core itself has)."""
 	for doctype, items in CUSTOM_FIELDS.items():
 		for item in items:
 			if frappe.db.exists(
@@ -175,9 +187,3 @@ def before_uninstall() -> None:
 	for doctype, names in OLD_FIELDS.items():
 		for fieldname in names:
 			_remove_custom_field(doctype, fieldname)
-	our_doctypes = frappe.get_all("DocType", filters={"module": MODULE}, pluck="name")
-	for name in frappe.get_all("File", filters={"attached_to_doctype": ("in", our_doctypes)}, pluck="name"):
-		frappe.delete_doc("File", name, ignore_permissions=True, force=True)
-	for name in frappe.get_all("Scheduled Job Type", filters={"method": ("like", f"{APP}.%")}, pluck="name"):
-		frappe.delete_doc("Scheduled Job Type", name, ignore_permissions=True, force=True)
-	frappe.clear_cache()

@@ -304,6 +304,26 @@ class TestEmailAccount(FrappeTestCase):
 
 
 @needs_frappe
+class TestInstall(FrappeTestCase):
+	"""Custom Fields on install, migrate and uninstall (DDL: these tests commit)."""
+
+	def test_custom_fields_go_with_the_app_and_come_back_on_migrate(self):
+		"""Uninstall removes the app's Custom Fields and their columns (core's fields stay); install
+		and migrate create them again, and drop the field of earlier versions on Communication."""
+		from email_account_app import install
+
+		self.addCleanup(install.after_migrate)
+		install.remove_custom_fields()  # DDL: commits
+		for doctype, fieldname in (("Email Account", "timeout"), ("IMAP Folder", "condition")):
+			self.assertFalse(frappe.db.exists("Custom Field", {"dt": doctype, "fieldname": fieldname}))
+			self.assertFalse(frappe.db.has_column(doctype, fieldname))
+		self.assertTrue(frappe.db.has_column("Email Account", "uidnext"))
+		install.after_migrate()
+		self.assertEqual(frappe.get_meta("Email Account").get_field("timeout").fieldtype, "Int")
+		self.assertTrue(frappe.db.has_column("IMAP Folder", "condition"))
+
+
+@needs_frappe
 class TestContinuity(FrappeTestCase):
 	"""Core reads 30 mails, the app (installed) 20 more, core (after an uninstall) 10 more: 60
 	distinct Communications, none twice, none missing. Core's receive commits as it goes, so this
