@@ -121,6 +121,7 @@ def pull_account(
 	cursor) on its own, so a pull cut short keeps everything before the cut and the next one goes
 	on from there. Auto-replies the pull queues are sent by a flush job queued right after.
 	"""
+	engine_options.pop("job_name", None)  # a Frappe that passes enqueue's job_name on to the job
 	lock = PullLock(account)
 	with lock as locked:
 		if not locked:

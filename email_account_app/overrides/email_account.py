@@ -180,14 +180,6 @@ class EmailAccountEngine(Document):
 
 			queue_pull(self.name, after_commit=True)
 
-	# -- the form ----------------------------------------------------------------------------------
-
-	def onload(self):
-		parent = getattr(super(), "onload", None)
-		if parent is not None:
-			parent()
-		self.set_onload("email_account_app", form_status(self.name))
-
 
 def form_status(name: str | None = None) -> dict:
 	"""What the form shows: whether the app's code runs for Email Account on this site (and which

@@ -263,6 +263,20 @@ class TestEmailAccount(FrappeTestCase):
 		self.dovecot.append(USER, make_mail(subject="After"))
 		self.assertEqual(pull_account(account.name).stored, 1)
 
+	def test_the_apps_pull_job_is_queued_once_and_cores_scheduler_sees_it(self):
+		from frappe.utils.background_jobs import get_job, get_jobs
+
+		from email_account_app.tasks import PULL_JOB, queue_pull
+
+		job_id = PULL_JOB.format("Queued Alice")
+		self.addCleanup(lambda: (job := get_job(job_id)) and job.delete())
+		queue_pull("Queued Alice")
+		queue_pull("Queued Alice")  # still queued: not queued again
+		self.assertEqual(get_job(job_id).get_status(), "queued")
+		# core's pull() skips an account whose job name is among the queued and running jobs
+		names = get_jobs(site=frappe.local.site, key="job_name")[frappe.local.site]
+		self.assertEqual(names.count(job_id), 1)
+
 	# -- another app that overrides Email Account --------------------------------------------------
 
 	def test_the_app_composes_with_another_apps_override_installed_before_it(self):
