@@ -16,8 +16,8 @@ from its cursors: a long first sync runs across jobs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-import time
 
 import frappe
 from frappe import _
@@ -33,7 +33,7 @@ from .accounts import (
 	site_settings,
 )
 from .engine import jobs
-from .engine.errors import ConfigError
+from .engine.errors import ConfigError, TimeLimitReached
 from .engine.sync import AccountReport
 from .frappe_store import OUTBOX, FrappeStore
 
@@ -149,7 +149,8 @@ def _pull_account(account: str, *, store, doc, lock: PullLock, **engine_options)
 		# auto-replies to send, or unsubscribe requests (List-Unsubscribe mailto:) to recognise
 		engine_options.setdefault("site", site_settings())
 	engine_options.setdefault("parse_process", parse_process_from_env())
-	engine_options.setdefault("deadline", time.monotonic() + PULL_BUDGET)
+	# the pull stops by itself inside the short queue's time limit; the next job goes on from there
+	settings = dataclasses.replace(settings, pull_timeout=min(settings.pull_timeout, PULL_BUDGET))
 	progress = engine_options.pop("progress", None)
 
 	def renew(folder: str, done: int, total: int) -> None:
@@ -165,7 +166,13 @@ def _pull_account(account: str, *, store, doc, lock: PullLock, **engine_options)
 		_finish_pull(account, started, error=f"{type(exc).__name__}: {exc}", log=True, traceback=True)
 		return None
 	_count_failed_attempts(doc, report)
-	_finish_pull(account, started, report=report, log=bool(report.error))
+	# a pull that used up its time is no failure: the next one goes on (its summary says so)
+	_finish_pull(
+		account,
+		started,
+		report=report,
+		log=bool(report.error) and report.error_title != TimeLimitReached.title,
+	)
 	if frappe.db.exists(OUTBOX, {"account": account, "status": "Queued"}):
 		queue_flush(account, after_commit=True)
 	if store.commit:
@@ -206,7 +213,8 @@ def _finish_pull(
 ) -> None:
 	"""The account's status fields: when it last pulled, what came of it, the error in plain words.
 	An error is logged (Error Log, against the account) when it is new, not on every pull."""
-	error = error or (report.error if report else None)
+	if error is None and report is not None and report.error_title != TimeLimitReached.title:
+		error = report.error  # a pull that used up its time is no error: the summary says more is coming
 	meta = frappe.get_meta(ACCOUNT_DOCTYPE)
 	previous = (
 		frappe.db.get_value(ACCOUNT_DOCTYPE, account, "last_error") if meta.has_field("last_error") else None
@@ -241,10 +249,10 @@ def summary(report: AccountReport) -> str:
 		report.duplicates,
 		report.failed,
 	)
-	if report.error:
+	if report.error_title == TimeLimitReached.title:
+		text += " " + _("More to read: the next pull goes on where this one stopped.")
+	elif report.error:
 		text += " " + _("Stopped early: {0}").format(report.error)
-	elif report.more:
-		text += " " + _("More to read: the next pull goes on.")
 	return text
 
 

@@ -36,10 +36,6 @@ _PACKAGE = "email_account_app_repo_tests"
 TEST_DOCTYPE = "Email Sync Test Ticket"
 
 
-class MissingTestDependency(RuntimeError):
-	"""What a bench test needs is not installed: the message names it and how to install it."""
-
-
 def repo_test_module(name: str):
 	"""A module of the repository's tests/ (dovecot, smtp_server, factory); MissingTestDependency
 	when it (or what it imports) is missing."""
