@@ -1,4 +1,4 @@
-"""The engine's Store and Outbox protocols on a Frappe site.
+"""The engine's ports on a Frappe site.
 
 The same semantics as ``sqlite_store.SQLiteStore`` + ``sqlite_outbox``, on documents:
 
@@ -17,8 +17,9 @@ The same semantics as ``sqlite_store.SQLiteStore`` + ``sqlite_outbox``, on docum
   (account, folder, UIDVALIDITY, UID): the ledger that recognises a message seen before, also
   under two pulls at once, and threads replies (thread tokens, normalised subjects); a Message-ID
   the account's Communications already hold (core stored it before the app) counts as seen too;
-- folder cursors are Email Folder Cursor records; the outbox is Email Sync Outbox with a child row
-  per recipient; unsubscribes and auto-replies have a DocType each.
+- folder cursors are Email Folder Cursor records; the engine's own mail (auto-replies, notices)
+  goes into core's Email Queue, the site's one outbox, which sends it through the app's send step;
+  unsubscribes are core's Email Unsubscribe; auto-replies given are Email Sync Auto Reply records.
 
 Core's bookkeeping stays current, both ways: a folder with no cursor yet starts from core's
 position (the IMAP Folder row's uidvalidity and the account's highest Communication.uid), and every
@@ -34,7 +35,6 @@ message that then failed stay on disk (as they do for core's receive).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,7 +46,7 @@ import frappe
 from frappe.utils import cint, escape_html, get_system_timezone
 
 from .engine.compose import format_address, text_to_html
-from .engine.outbox import FINAL, QUEUED, SENDING, SentRecord
+from .engine.outbox import QUEUED, SentRecord
 from .engine.parsing import IncomingMessage, normalize_subject
 from .engine.store import (
 	CommunicationRef,
@@ -64,9 +64,8 @@ ACCOUNT = "Email Account"
 IMAP_FOLDER = "IMAP Folder"
 CURSOR = "Email Folder Cursor"
 MESSAGE = "Email Message Log"
-OUTBOX = "Email Sync Outbox"
-OUTBOX_RECIPIENT = "Email Sync Outbox Recipient"
-UNSUBSCRIBE = "Email Sync Unsubscribe"
+EMAIL_QUEUE = "Email Queue"
+UNSUBSCRIBE = "Email Unsubscribe"
 AUTO_REPLY = "Email Sync Auto Reply"
 COMMUNICATION = "Communication"
 #: core's field on Communication that names the Email Account it came in or went out by
@@ -106,27 +105,6 @@ FIELDS_USED = {
 		"error",
 		"raw_file",
 	),
-	OUTBOX: (
-		"account",
-		"status",
-		"subject",
-		"message_id",
-		"communication",
-		"envelope_from",
-		"raw",
-		"retries",
-		"next_try",
-		"claimed_at",
-		"error",
-		"sent_copy",
-		"reference_doctype",
-		"reference_name",
-		"thread_token",
-		"skipped",
-		"recipients",
-	),
-	OUTBOX_RECIPIENT: ("email", "status", "code", "server_text", "raw"),
-	UNSUBSCRIBE: ("email", "account", "reference_doctype", "reference_name"),
 	AUTO_REPLY: ("account", "thread_key", "thread_hash", "sender", "sent_on"),
 }
 
@@ -214,14 +192,6 @@ def _participants(*groups: Iterable[str]) -> str:
 			if address:
 				seen.setdefault(address.strip().lower(), None)
 	return ",".join(seen)
-
-
-def _b64(data: bytes | None) -> str | None:
-	return base64.b64encode(data).decode("ascii") if data is not None else None
-
-
-def _unb64(text: str | None) -> bytes | None:
-	return base64.b64decode(text) if text else None
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -959,35 +929,38 @@ class FrappeStore:
 	# -- outbox: queueing ------------------------------------------------------------------------
 
 	def queue_outgoing(self, mail: OutgoingMail, record: SentRecord) -> OutgoingMail:
+		"""The engine's own mail (auto-replies, notices) into core's Email Queue, the site's one
+		outbox, with its Sent communication: core's queue sends it through the app's send step
+		(events.send_site_mail), with its retries and its list. A message with a copy of its own
+		per recipient (a personal link) is one queue entry per recipient."""
 		personal: Mapping[str, bytes] = mail.extra.get("personal") or {}
 		document = mail.document or record.document
 		if document is not None and not self.document_exists(document):
 			document = None
+		groups = [[rcpt] for rcpt in mail.recipients] if personal else [list(mail.recipients)]
 		with self._transaction():
 			communication = self._insert_sent_communication(record, document)
-			outbox = frappe.get_doc(
-				{
-					"doctype": OUTBOX,
-					"account": mail.account,
-					"status": QUEUED,
-					"message_id": mail.message_id,
-					"subject": record.subject,
-					"communication": communication,
-					"envelope_from": mail.sender,
-					"raw": _b64(mail.raw),
-					"retries": 0,
-					"next_try": to_db(mail.next_try),
-					"reference_doctype": document.doctype if document else None,
-					"reference_name": document.name if document else None,
-					"thread_token": mail.thread_token,
-					"skipped": ", ".join(mail.extra.get("skipped") or ()) or None,
-					"recipients": [
-						{"email": rcpt, "status": "Pending", "raw": _b64(personal.get(rcpt))}
-						for rcpt in mail.recipients
-					],
-				}
-			)
-			outbox.insert(ignore_permissions=True)
+			names = []
+			for recipients in groups:
+				raw = personal.get(recipients[0], mail.raw) if personal else mail.raw
+				queue = frappe.get_doc(
+					{
+						"doctype": EMAIL_QUEUE,
+						"sender": format_address(record.sender, record.sender_full_name or None),
+						"message": raw.decode("utf-8", "replace"),
+						"message_id": mail.message_id,
+						"status": "Not Sent",
+						"priority": 1,
+						"email_account": mail.account,
+						"communication": communication,
+						"reference_doctype": document.doctype if document else None,
+						"reference_name": document.name if document else None,
+						"add_unsubscribe_link": 0,
+						"recipients": [{"recipient": rcpt, "status": "Not Sent"} for rcpt in recipients],
+					}
+				)
+				queue.insert(ignore_permissions=True)
+				names.append(queue.name)
 			self._log(
 				mail.account,
 				SENT_STATUS,
@@ -1001,9 +974,9 @@ class FrappeStore:
 				thread_token=record.thread_token,
 				reason="queued",
 			)
-		mail.name = outbox.name
+		mail.name = names[0]
 		mail.status = QUEUED
-		mail.extra = {**mail.extra, "communication": communication}
+		mail.extra = {**mail.extra, "communication": communication, "email_queue": names}
 		return mail
 
 	def _insert_sent_communication(self, record: SentRecord, document: DocRef | None) -> str:
@@ -1035,160 +1008,6 @@ class FrappeStore:
 		comm.flags.skip_add_signature = True
 		comm.insert(ignore_permissions=True)
 		return comm.name
-
-	# -- outbox: sending -------------------------------------------------------------------------
-
-	def claim_due(self, now: datetime, *, accounts: Sequence[str], limit: int = 50) -> list[OutgoingMail]:
-		if not accounts:
-			return []
-		with self._transaction():
-			names = frappe.db.sql(
-				f"""SELECT name FROM `tab{OUTBOX}`
-				WHERE status=%(queued)s AND account IN %(accounts)s
-					AND (next_try IS NULL OR next_try <= %(now)s)
-				ORDER BY creation, name LIMIT %(limit)s
-				FOR UPDATE SKIP LOCKED""",
-				{"queued": QUEUED, "accounts": tuple(accounts), "now": to_db(now), "limit": int(limit)},
-				pluck=True,
-			)
-			if not names:
-				return []
-			frappe.db.sql(
-				f"UPDATE `tab{OUTBOX}` SET status=%(sending)s, claimed_at=%(now)s, modified=%(now)s "
-				"WHERE name IN %(names)s",
-				{"sending": SENDING, "now": to_db(now), "names": tuple(names)},
-			)
-			communications = frappe.get_all(OUTBOX, filters={"name": ("in", names)}, pluck="communication")
-			for communication in filter(None, communications):
-				self._set_delivery_status(communication, "Sending")
-			mails = [self._outgoing(frappe.get_doc(OUTBOX, name), pending_only=True) for name in names]
-		return mails
-
-	def _outgoing(self, doc, *, pending_only: bool) -> OutgoingMail:
-		rows = list(doc.recipients)
-		pending = tuple(r.email for r in rows if r.status == "Pending")
-		document = DocRef(doc.reference_doctype, doc.reference_name) if doc.reference_name else None
-		return OutgoingMail(
-			name=doc.name,
-			account=doc.account,
-			raw=_unb64(doc.raw) or b"",
-			message_id=doc.message_id,
-			sender=doc.envelope_from,
-			recipients=pending if pending_only else tuple(r.email for r in rows),
-			status=doc.status,
-			retries=cint(doc.retries),
-			next_try=from_db(doc.next_try),
-			error=doc.error,
-			sent_to=tuple(r.email for r in rows if r.status == "Sent"),
-			document=document,
-			thread_token=doc.thread_token,
-			extra={
-				"communication": doc.communication,
-				"personal": {r.email: _unb64(r.raw) for r in rows if r.raw},
-				"failed": {
-					r.email: (cint(r.code), r.server_text or "") for r in rows if r.status == "Failed"
-				},
-				"sent_copy": bool(doc.sent_copy),
-				"skipped": tuple(s.strip() for s in (doc.skipped or "").split(",") if s.strip()),
-				"recipients": {r.email: (r.status, cint(r.code) or None, r.server_text) for r in rows},
-			},
-		)
-
-	def release_stale(self, claimed_before: datetime, now: datetime) -> int:
-		with self._transaction():
-			names = frappe.get_all(
-				OUTBOX, filters={"status": SENDING, "claimed_at": ("<", to_db(claimed_before))}, pluck="name"
-			)
-			for name in names:
-				frappe.db.sql(
-					f"""UPDATE `tab{OUTBOX}` SET status=%(queued)s, claimed_at=NULL, retries=retries + 1,
-					modified=%(now)s, error=CONCAT(COALESCE(CONCAT(error, '; '), ''), %(why)s)
-					WHERE name=%(name)s AND status=%(sending)s""",
-					{
-						"queued": QUEUED,
-						"sending": SENDING,
-						"now": to_db(now),
-						"why": "the sending was interrupted (the process stopped)",
-						"name": name,
-					},
-				)
-		return len(names)
-
-	def record_delivery(
-		self, name: str, accepted: Iterable[str], refused: Mapping[str, tuple[int, str]], now: datetime
-	) -> None:
-		accepted = list(accepted)
-		if not accepted and not refused:
-			return
-		with self._transaction():
-			rows = frappe.get_all(
-				OUTBOX_RECIPIENT,
-				filters={"parent": name, "parenttype": OUTBOX},
-				fields=["name", "email", "status"],
-			)
-			by_email = {row.email: row for row in rows}
-			for rcpt in accepted:
-				if rcpt in by_email:
-					frappe.db.set_value(
-						OUTBOX_RECIPIENT,
-						by_email[rcpt].name,
-						{"status": "Sent", "code": 250, "server_text": None},
-					)
-			for rcpt, (code, text) in refused.items():
-				row = by_email.get(rcpt)
-				if row is not None and row.status == "Pending":
-					frappe.db.set_value(
-						OUTBOX_RECIPIENT,
-						row.name,
-						{"status": "Failed" if code >= 500 else "Pending", "code": code, "server_text": text},
-					)
-
-	def finish(
-		self,
-		name: str,
-		*,
-		status: str,
-		now: datetime,
-		error: str | None = None,
-		retries: int | None = None,
-		next_try: datetime | None = None,
-		delivery_status: str | None = None,
-		sent_copy: bool | None = None,
-	) -> None:
-		with self._transaction():
-			row = frappe.db.get_value(OUTBOX, name, ["retries", "sent_copy", "communication"], as_dict=True)
-			if row is None:
-				raise KeyError(f"no outbox entry {name}")
-			frappe.db.set_value(
-				OUTBOX,
-				name,
-				{
-					"status": status,
-					"error": error,
-					"retries": row.retries if retries is None else retries,
-					"next_try": to_db(next_try),
-					"claimed_at": None,
-					"sent_copy": int(row.sent_copy if sent_copy is None else sent_copy),
-				},
-			)
-			if status in FINAL:
-				for rcpt in frappe.get_all(
-					OUTBOX_RECIPIENT,
-					filters={"parent": name, "parenttype": OUTBOX, "status": "Pending"},
-					fields=["name", "server_text"],
-				):
-					frappe.db.set_value(
-						OUTBOX_RECIPIENT,
-						rcpt.name,
-						{"status": "Failed", "server_text": error or rcpt.server_text},
-					)
-			if delivery_status and row.communication:
-				self._set_delivery_status(row.communication, delivery_status)
-
-	def get_outgoing(self, name: str) -> OutgoingMail | None:
-		if not frappe.db.exists(OUTBOX, name):
-			return None
-		return self._outgoing(frappe.get_doc(OUTBOX, name), pending_only=False)
 
 	def _set_delivery_status(self, communication: str, status: str, *, force: bool = False) -> None:
 		"""Set a communication's delivery_status (in core's words), keeping Opened and Bounced."""
@@ -1223,22 +1042,25 @@ class FrappeStore:
 	def record_unsubscribe(
 		self, email: str, *, account: str | None, document: DocRef | None, now: datetime
 	) -> bool:
+		"""Core's Email Unsubscribe: for the document the mail was about, else for all mail
+		(global_unsubscribe), as core's own unsubscribe link records it."""
 		email = email.strip().lower()
+		if document is not None and not self.document_exists(document):
+			document = None
+		filters: dict[str, Any] = {"email": email}
+		if document is not None:
+			filters.update(reference_doctype=document.doctype, reference_name=document.name)
+		else:
+			filters["global_unsubscribe"] = 1
 		with self._transaction():
-			if frappe.db.exists(UNSUBSCRIBE, {"email": email}):
+			if frappe.db.exists(UNSUBSCRIBE, filters):
 				return False
-			frappe.get_doc(
-				{
-					"doctype": UNSUBSCRIBE,
-					"email": email,
-					"account": account if account and frappe.db.exists(ACCOUNT, account) else None,
-					"reference_doctype": document.doctype if document else None,
-					"reference_name": document.name if document else None,
-				}
-			).insert(ignore_permissions=True)
+			frappe.get_doc({"doctype": UNSUBSCRIBE, **filters}).insert(ignore_permissions=True)
 			return True
 
 	def is_unsubscribed(self, email: str) -> bool:
+		"""Whether the address asked core's Email Unsubscribe to stop mail, for any document or
+		all of it: the engine's own automatic mail respects either."""
 		return bool(frappe.db.exists(UNSUBSCRIBE, {"email": email.strip().lower()}))
 
 	def auto_replies_since(self, account: str, sender: str, since: datetime) -> int:

@@ -39,13 +39,12 @@ before_uninstall = "email_account_app.install.before_uninstall"
 # ---------------
 # pulls: one job per account every minute (core's own pull every 10 minutes comes to the same
 # receive(); a job queued or running for an account is not queued again, and the pull's lock lets
-# one pull per account run at a time whichever scheduler started it); the outbox every minute;
-# unreplied notices every 5 minutes
+# one pull per account run at a time whichever scheduler started it); unreplied notices every 5
+# minutes (what the engine sends waits in core's Email Queue, which core flushes)
 scheduler_events = {
 	"cron": {
 		"* * * * *": [
 			"email_account_app.tasks.pull_all",
-			"email_account_app.tasks.flush_all",
 		],
 		"*/5 * * * *": [
 			"email_account_app.tasks.notify_unreplied",
@@ -56,8 +55,8 @@ scheduler_events = {
 # Mail
 # ----
 # Frappe v15's EmailQueue.send calls this per recipient instead of its own SMTP: site mail
-# (notifications, frappe.sendmail, replies from a document's timeline) goes out through the
-# matching Email Sync Account, else as core would send it
+# (notifications, frappe.sendmail, replies from a document's timeline, the engine's auto-replies)
+# goes out through the engine with the SMTP settings of the Email Account core chose
 override_email_send = "email_account_app.events.send_site_mail"
 
 # SMTP sessions opened by override_email_send are closed at the end of the request or job

@@ -28,23 +28,20 @@ from .accounts import (
 	account_settings,
 	enabled_account_names,
 	engine_serves,
-	load_account,
 	site_accounts,
 	site_settings,
 )
 from .engine import jobs
 from .engine.errors import ConfigError, TimeLimitReached
 from .engine.sync import AccountReport
-from .frappe_store import OUTBOX, FrappeStore
+from .frappe_store import FrappeStore
 
 #: core's job name for a pull (``email_account.pull`` skips an account that has a job of this name)
 PULL_JOB = "pull_from_email_account|{}"
-FLUSH_JOB = "email_sync_flush::{}"
 PULL_QUEUE = "short"
 PULL_TIMEOUT = 300  # the short queue's; a pull stops by itself before (PULL_BUDGET)
 PULL_BUDGET = 240  # seconds a pull reads before it stops between batches (the next goes on)
 LOCK_TIMEOUT = 120  # the lock expires this long after its last renewal (a worker that died)
-FLUSH_TIMEOUT = 20 * 60
 
 
 # -- pulls ---------------------------------------------------------------------------------------
@@ -119,7 +116,7 @@ def pull_account(
 	"""Pull one account (a background job, or the Email Account's ``receive()``). Returns None at
 	once when a pull of the account is already running. The store commits each message (with its
 	cursor) on its own, so a pull cut short keeps everything before the cut and the next one goes
-	on from there. Auto-replies the pull queues are sent by a flush job queued right after.
+	on from there. Auto-replies the pull queues wait in core's Email Queue, which sends them.
 	"""
 	engine_options.pop("job_name", None)  # a Frappe that passes enqueue's job_name on to the job
 	lock = PullLock(account)
@@ -173,8 +170,6 @@ def _pull_account(account: str, *, store, doc, lock: PullLock, **engine_options)
 		report=report,
 		log=bool(report.error) and report.error_title != TimeLimitReached.title,
 	)
-	if frappe.db.exists(OUTBOX, {"account": account, "status": "Queued"}):
-		queue_flush(account, after_commit=True)
 	if store.commit:
 		frappe.db.commit()
 	return report
@@ -256,72 +251,6 @@ def summary(report: AccountReport) -> str:
 	return text
 
 
-# -- the outbox ----------------------------------------------------------------------------------
-
-
-def flush_all() -> None:
-	"""Scheduler: one flush job per account that has mail in its outbox (Queued, or left in
-	Sending by a worker that died: the flush queues that again once its claim is stale)."""
-	accounts = frappe.get_all(
-		OUTBOX,
-		filters={"status": ("in", ("Queued", "Sending"))},
-		pluck="account",
-		distinct=True,
-	)
-	for name in accounts:
-		queue_flush(name)
-
-
-def queue_flush(name: str, *, after_commit: bool = False) -> None:
-	frappe.enqueue(
-		"email_account_app.tasks.flush_account",
-		queue="short",
-		timeout=FLUSH_TIMEOUT,
-		job_id=FLUSH_JOB.format(name),
-		deduplicate=True,
-		enqueue_after_commit=after_commit,
-		account=name,
-	)
-
-
-def flush_account(account: str, *, store: FrappeStore | None = None, **engine_options):
-	"""Send what is due in one account's outbox (a background job)."""
-	store = store or FrappeStore()
-	if not frappe.db.exists(ACCOUNT_DOCTYPE, account):
-		return None  # deleted since the job was queued
-	try:
-		settings = load_account(account)
-	except ConfigError as exc:
-		frappe.log_error(
-			title=_("Email Account {0}: cannot send").format(account),
-			message=str(exc),
-			reference_doctype=ACCOUNT_DOCTYPE,
-			reference_name=account,
-		)
-		return None
-	try:
-		report = jobs.send_due(store, [settings], **engine_options)
-	except Exception:
-		if store.commit:
-			frappe.db.rollback()
-		frappe.log_error(
-			title=_("Email Account {0}: sending failed").format(account),
-			reference_doctype=ACCOUNT_DOCTYPE,
-			reference_name=account,
-		)
-		return None
-	for name, error in report.errors.items():
-		frappe.log_error(
-			title=_("Email Account {0}: sending failed").format(name),
-			message=error,
-			reference_doctype=ACCOUNT_DOCTYPE,
-			reference_name=name,
-		)
-	if store.commit:
-		frappe.db.commit()
-	return report
-
-
 # -- unreplied notices ---------------------------------------------------------------------------
 
 
@@ -344,8 +273,6 @@ def notify_unreplied() -> None:
 			reference_doctype=ACCOUNT_DOCTYPE,
 			reference_name=name,
 		)
-	for name in report.senders:
-		queue_flush(name, after_commit=True)
 	frappe.db.commit()
 
 
@@ -357,11 +284,8 @@ def parse_process_from_env() -> bool | None:
 
 
 __all__ = [
-	"flush_account",
-	"flush_all",
 	"notify_unreplied",
 	"pull_account",
 	"pull_all",
-	"queue_flush",
 	"queue_pull",
 ]

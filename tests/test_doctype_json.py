@@ -336,6 +336,7 @@ PORTS = (
 	"MessageLedger",
 	"ThreadIndex",
 	"ReplyWatch",
+	"OutgoingQueue",
 	"Outbox",
 	"Suppressions",
 	"OpenTracking",
@@ -349,7 +350,7 @@ def test_the_ports_are_narrow():
 		assert 1 <= len(methods) <= 6, f"{port} has {len(methods)} methods"
 
 
-def test_both_stores_implement_every_port(tmp_path):
+def test_both_stores_implement_their_ports(tmp_path):
 	from email_account_app.engine import store as ports
 	from email_account_app.sqlite_store import SQLiteStore
 
@@ -357,5 +358,7 @@ def test_both_stores_implement_every_port(tmp_path):
 	frappe_methods = _methods(APP / "frappe_store.py", "FrappeStore")
 	for port in PORTS:
 		assert isinstance(sqlite, getattr(ports, port)), f"SQLiteStore lacks part of {port}"
+		if port == "Outbox":
+			continue  # on a site, core's Email Queue is the outbox (the Frappe store queues into it)
 		missing = _methods(APP / "engine" / "store.py", port) - frappe_methods
 		assert not missing, f"FrappeStore lacks {sorted(missing)} of {port}"

@@ -180,6 +180,21 @@ class EmailAccountEngine(Document):
 
 			queue_pull(self.name, after_commit=True)
 
+	# -- sending ---------------------------------------------------------------------------------
+
+	def append_email_to_sent_folder(self, message):
+		"""Core's queue calls this once a message went out (append_emails_to_sent_folder): the
+		engine's copy finds the Sent folder by its special use, or creates it."""
+		from email_account_app.accounts import account_settings, engine_serves
+
+		if not engine_serves(self):
+			return super().append_email_to_sent_folder(message)
+		from email_account_app.events import append_to_sent
+
+		raw = message.encode("utf-8") if isinstance(message, str) else message
+		append_to_sent(account_settings(self), raw)
+		return None
+
 
 def form_status(name: str | None = None) -> dict:
 	"""What the form shows: whether the app's code runs for Email Account on this site (and which

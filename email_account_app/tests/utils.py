@@ -183,12 +183,11 @@ def purge(account: str, since=None) -> None:
 		"Email Message Log",
 		"Email Folder Cursor",
 		"Email Sync Auto Reply",
-		"Email Sync Unsubscribe",
 	):
 		frappe.db.delete(doctype, {"account": account})
-	for name in frappe.get_all("Email Sync Outbox", filters={"account": account}, pluck="name"):
-		frappe.db.delete("Email Sync Outbox Recipient", {"parent": name})
-		frappe.db.delete("Email Sync Outbox", {"name": name})
+	for name in frappe.get_all("Email Queue", filters={"email_account": account}, pluck="name"):
+		frappe.db.delete("Email Queue Recipient", {"parent": name})
+		frappe.db.delete("Email Queue", {"name": name})
 	frappe.db.delete("IMAP Folder", {"parent": account, "parenttype": "Email Account"})
 	frappe.db.delete("Email Account", {"name": account})
 	if since is not None:
