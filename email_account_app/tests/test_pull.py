@@ -138,6 +138,37 @@ class TestPull(FrappeTestCase):
 		self.assertIn(user.name, frappe.parse_json(comm._seen))
 		self.assertEqual(comm.unread_notification_sent, 1)
 
+	def test_the_documents_owner_is_notified_of_a_reply_as_core_does(self):
+		owner = frappe.get_doc(
+			{"doctype": "User", "email": "owner@example.com", "first_name": "Owner", "send_welcome_email": 0}
+		).insert(ignore_permissions=True)
+		# the notice goes out through the site's default outgoing account (queued, not sent here)
+		make_account(
+			"Site Mail",
+			email_id="site-mail@example.com",
+			enable_outgoing=1,
+			default_outgoing=1,
+			smtp_server="127.0.0.1",
+			no_smtp_authentication=1,
+			check_connection=False,
+		)
+		self.dovecot.append(USER, make_mail(subject="Broken", message_id="<broken@client.test>"))
+		self.pull()
+		first = frappe.get_last_doc("Communication", filters={"email_account": self.account.name})
+		frappe.db.set_value(TEST_DOCTYPE, first.reference_name, "owner", owner.name)
+		self.dovecot.append(
+			USER,
+			make_mail(
+				subject="Re: Broken", message_id="<still@client.test>", in_reply_to="<broken@client.test>"
+			),
+		)
+		self.pull()
+		reply = frappe.get_doc("Communication", {"message_id": "still@client.test"})
+		queued = frappe.get_all("Email Queue", filters={"communication": reply.name}, pluck="name")
+		self.assertEqual(len(queued), 1)
+		recipients = frappe.get_all("Email Queue Recipient", filters={"parent": queued[0]}, pluck="recipient")
+		self.assertIn("owner@example.com", recipients)
+
 	def test_the_mail_date_is_stored_in_the_site_time_zone(self):
 		"""The site's time zone (Asia/Kolkata on the test bench) and the machine's may differ: the
 		stored date is the mail's instant in the site's zone either way."""
