@@ -126,12 +126,26 @@ def custom_fields() -> dict[str, list[dict]]:
 	return fields
 
 
+#: core's scheduled jobs the app's own replace: two would notify twice about the same mail
+CORE_JOBS = ("frappe.email.doctype.email_account.email_account.notify_unreplied",)
+
+
 def after_install() -> None:
 	sync_custom_fields()
+	stop_core_jobs(True)
 
 
 def after_migrate() -> None:
 	sync_custom_fields()
+	stop_core_jobs(True)
+
+
+def stop_core_jobs(stop: bool) -> None:
+	"""Stop (or start again, on uninstall) core's jobs the app's replace: its unreplied notices
+	(``tasks.notify_unreplied`` gives them, once, in the site's time zone)."""
+	for method in CORE_JOBS:
+		for name in frappe.get_all("Scheduled Job Type", filters={"method": method}, pluck="name"):
+			frappe.db.set_value("Scheduled Job Type", name, "stopped", int(stop), update_modified=False)
 
 
 def sync_custom_fields() -> None:
@@ -173,6 +187,7 @@ def before_uninstall() -> None:
 		frappe.delete_doc("File", name, ignore_permissions=True, force=True)
 	for name in frappe.get_all("Scheduled Job Type", filters={"method": ("like", f"{APP}.%")}, pluck="name"):
 		frappe.delete_doc("Scheduled Job Type", name, ignore_permissions=True, force=True)
+	stop_core_jobs(False)
 	frappe.clear_cache()
 
 

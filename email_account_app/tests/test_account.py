@@ -336,6 +336,17 @@ class TestInstall(FrappeTestCase):
 		self.assertEqual(frappe.get_meta("Email Account").get_field("timeout").fieldtype, "Int")
 		self.assertTrue(frappe.db.has_column("IMAP Folder", "condition"))
 
+	def test_core_unreplied_notices_stop_while_installed_and_start_again_after(self):
+		"""Core's notify_unreplied and the app's would both notify about the same mail."""
+		from email_account_app import install
+
+		job = {"method": install.CORE_JOBS[0]}
+		self.addCleanup(install.stop_core_jobs, True)
+		install.stop_core_jobs(False)  # as uninstall leaves it
+		self.assertEqual(frappe.db.get_value("Scheduled Job Type", job, "stopped"), 0)
+		install.after_migrate()
+		self.assertEqual(frappe.db.get_value("Scheduled Job Type", job, "stopped"), 1)
+
 
 @needs_frappe
 class TestContinuity(FrappeTestCase):
