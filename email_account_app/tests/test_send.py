@@ -57,7 +57,8 @@ class TestSend(FrappeTestCase):
 		super().setUpClass()
 
 	def setUp(self):
-		self.addCleanup(purge, "Alice", frappe.utils.now_datetime())
+		self.started = frappe.utils.now_datetime()
+		self.addCleanup(purge, "Alice", self.started)
 		self.smtp.reset()
 		self.dovecot.reset(USER)
 		data = dovecot_settings(self.dovecot, USER, email_sync_option="ALL", append_to=TEST_DOCTYPE)
