@@ -246,6 +246,12 @@ class TestSend(FrappeTestCase):
 			send_email=True,
 		)
 		self.flush()
+		queued = frappe.get_all(
+			"Email Queue",
+			filters={"communication": result["name"]},
+			fields=["name", "status", "error", "email_account", "send_after", "creation"],
+		)
+		self.assertEqual(len(self.smtp.deliveries), 1, (queued, self.started))
 		[delivery] = self.smtp.deliveries
 		message = parse(delivery.content)
 		# core's From (the agent) and Reply-To (the default incoming account), sent by our SMTP
