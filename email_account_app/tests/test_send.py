@@ -57,6 +57,8 @@ class TestSend(FrappeTestCase):
 		super().setUpClass()
 
 	def setUp(self):
+		# core remembers the outgoing account per request (EmailAccount.find_outgoing): not another test's
+		frappe.local.outgoing_email_account = {}
 		self.started = frappe.utils.now_datetime()
 		self.addCleanup(purge, "Alice", self.started)
 		self.smtp.reset()
