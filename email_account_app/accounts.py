@@ -1,27 +1,31 @@
-"""Email Sync Account and Email Sync Domain documents as the engine's settings.
+"""Core's Email Account and Email Domain documents as the engine's settings.
 
-The DocTypes use the engine's field names (core Email Account's), so a document becomes an
+The engine's settings use core Email Account's field names (the few core lacks, such as the import
+condition and the timeout, are Custom Fields of the same name, install.py), so a document becomes an
 ``AccountSettings`` through ``engine.settings.account_from_mapping`` like a TOML table does. What
 is particular to documents lives here: only the engine's fields are passed on (a document carries
-status fields too), the password comes from the encrypted store, empty numbers mean "not set", and
-the servers of a domain (or a well-known provider) fill in an account whose servers are empty.
+core's bookkeeping too), the password comes from the encrypted store, empty numbers mean "not set",
+and the servers of a domain (or a well-known provider, or core's ``service``) fill in an account
+whose servers are empty. Accounts the engine cannot serve yet (``engine_serves``: OAuth; on v16 the
+"Frappe Mail" service) are left to core's own code.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import frappe
 from frappe import _
-from frappe.utils import escape_html, get_url
+from frappe.utils import cint, escape_html, get_url
 from frappe.utils.password import get_encryption_key
 
 from .engine.compose import SiteSettings, site_from_accounts
 from .engine.errors import ConfigError
-from .engine.presets import preset_for
+from .engine.presets import preset_for, presets
 from .engine.settings import (
 	AccountSettings,
 	DomainSettings,
@@ -29,24 +33,30 @@ from .engine.settings import (
 	domain_from_mapping,
 )
 
-ACCOUNT_DOCTYPE = "Email Sync Account"
-DOMAIN_DOCTYPE = "Email Sync Domain"
+ACCOUNT_DOCTYPE = "Email Account"
+DOMAIN_DOCTYPE = "Email Domain"
+FOLDER_DOCTYPE = "IMAP Folder"
 
-#: every engine setting of an account; each is a field of Email Sync Account of the same name,
-#: except these, which the document holds differently
+#: every engine setting of an account; each is a field of Email Account of the same name (core's
+#: or a Custom Field, install.py), except these, which the document holds differently or not at all
 NOT_FIELDS = {
 	"name": "the document's name",
 	"folders": "the imap_folder table",
-	# OAuth comes from core Email Account's auth_method and Connected App (not yet wired here)
+	"ca_file": "a file on the server: the CLI's setting only",
+	# OAuth comes from core Email Account's auth_method and Connected App (core serves those accounts)
 	"oauth": "auth_method and the oauth_* settings",
 	"token_source": "what the shell attaches to sign in with OAuth",
+	"pull_timeout": "set by the job: inside its queue's time limit (tasks.PULL_BUDGET)",
 }
 ACCOUNT_FIELDS = tuple(f.name for f in dataclasses.fields(AccountSettings) if f.name not in NOT_FIELDS)
 DOMAIN_FIELDS = tuple(f.name for f in dataclasses.fields(DomainSettings))
+#: the settings that are Check fields of the documents (yes/no)
+ACCOUNT_CHECKS = {f.name for f in dataclasses.fields(AccountSettings) if f.type in ("bool", bool)}
+DOMAIN_CHECKS = {f.name for f in dataclasses.fields(DomainSettings) if f.type in ("bool | None",)}
 FOLDER_FIELDS = ("folder_name", "append_to", "condition")
 
 #: numbers where 0 (what an empty Int/Float/Data field gives) means "not set": the default applies
-UNSET_WHEN_ZERO = {"incoming_port", "smtp_port", "timeout", "pull_timeout"}
+UNSET_WHEN_ZERO = {"incoming_port", "smtp_port", "timeout", "attachment_limit", "initial_sync_count"}
 DOMAIN_UNSET_WHEN_ZERO = {"incoming_port", "smtp_port", "attachment_limit"}
 
 #: the settings a domain or preset may fill in, by the server field that, when empty, lets them
@@ -71,13 +81,47 @@ OUTGOING_SERVER_FIELDS = (
 SECRET_LABEL = b"email_account_app signed links v1"
 
 
+#: core's ``service`` (the form's provider choice) -> the engine's preset of that provider
+SERVICE_PRESETS = {
+	"GMail": "gmail",
+	"Outlook.com": "outlook",
+	"Yahoo Mail": "yahoo",
+	"Yandex.Mail": "yandex",
+}
+#: the service v16 sends and receives through its own API: core's code serves it
+FRAPPE_MAIL = "Frappe Mail"
+
+
 class InvalidEmailSyncSettings(frappe.ValidationError):
-	"""Settings of an Email Sync Account or Domain that cannot work."""
+	"""Settings of an Email Account or Email Domain that cannot work."""
 
 
-def throw_config_error(exc: ConfigError) -> None:
-	"""The engine's list of problems, in its plain words, as the form's error."""
-	items = "".join(f"<li>{escape_html(problem)}</li>" for problem in exc.problems)
+def engine_serves(doc: Mapping[str, Any]) -> bool:
+	"""Whether the engine reads and sends this account's mail: not yet for OAuth (the engine logs in
+	with a password) nor v16's Frappe Mail service (an HTTP API, no IMAP/SMTP); core's own code
+	serves those."""
+	return doc.get("auth_method") != "OAuth" and doc.get("service") != FRAPPE_MAIL
+
+
+def labelled(text: str, doctype: str = ACCOUNT_DOCTYPE) -> str:
+	"""The engine's words, as HTML, with each field name they mention replaced by the form's label
+	in quotes ("email_server" -> "Incoming Server")."""
+	meta = frappe.get_meta(doctype)
+	parts = re.split(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b", text)
+	out = []
+	for index, part in enumerate(parts):
+		df = meta.get_field(part) if index % 2 else None
+		if df is not None and df.label:
+			out.append(f'"{escape_html(_(df.label))}"')
+		else:
+			out.append(escape_html(part))
+	return "".join(out)
+
+
+def throw_config_error(exc: ConfigError, doctype: str = ACCOUNT_DOCTYPE) -> None:
+	"""The engine's list of problems, in its plain words (fields named by their labels), as the
+	form's error."""
+	items = "".join(f"<li>{labelled(problem, doctype)}</li>" for problem in exc.problems)
 	frappe.throw(
 		_("These settings cannot work: {0}").format(f"<ul>{items}</ul>"),
 		exc=InvalidEmailSyncSettings,
@@ -93,18 +137,24 @@ def _is_unset(value: Any) -> bool:
 
 
 def domain_settings(doc: Mapping[str, Any]) -> DomainSettings:
-	"""An Email Sync Domain (a document or its dict) as the engine's DomainSettings."""
+	"""An Email Domain (a document or its dict) as the engine's DomainSettings."""
 	data = {
-		key: doc.get(key)
+		key: _as_stored(key, doc.get(key), DOMAIN_CHECKS)
 		for key in DOMAIN_FIELDS
 		if not (key in DOMAIN_UNSET_WHEN_ZERO and _is_unset(doc.get(key)))
 	}
 	return domain_from_mapping(data)
 
 
+def _as_stored(key: str, value: Any, checks: set[str]) -> Any:
+	"""A Check field's value as Frappe stores it (0 or 1, whatever was put in the document)."""
+	return cint(value) if key in checks and value is not None else value
+
+
 def all_domains() -> dict[str, DomainSettings]:
-	"""Every Email Sync Domain, by domain name (a handful of records: read them all)."""
-	rows = frappe.get_all(DOMAIN_DOCTYPE, fields=list(DOMAIN_FIELDS))
+	"""Every Email Domain, by domain name (a handful of records: read them all)."""
+	meta = frappe.get_meta(DOMAIN_DOCTYPE)
+	rows = frappe.get_all(DOMAIN_DOCTYPE, fields=[f for f in DOMAIN_FIELDS if meta.has_field(f)])
 	domains = {}
 	for row in rows:
 		settings = domain_settings(row)
@@ -119,7 +169,16 @@ def _provider(doc: Mapping[str, Any], domains: Mapping[str, DomainSettings]) -> 
 	domain = domains.get(named) or domains.get(address_domain)
 	if domain is not None:
 		return domain.filled()
-	return preset_for(address_domain) or {}
+	return preset_for(address_domain) or service_preset(doc.get("service")) or {}
+
+
+def service_preset(service: str | None) -> dict[str, Any] | None:
+	"""The servers of the provider core's ``service`` names (GMail...), when the engine knows it."""
+	provider = SERVICE_PRESETS.get(service or "")
+	if provider is None:
+		return None
+	preset = presets().get(provider) or {}
+	return {k: v for k, v in preset.items() if k != "domains"} or None
 
 
 def filled_in_fields(doc: Mapping[str, Any], domains: Mapping[str, DomainSettings]) -> set[str]:
@@ -146,25 +205,44 @@ def account_mapping(
 	*,
 	password: str | None = None,
 	leave_out: Iterable[str] = (),
+	fill: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-	"""The engine's mapping of an Email Sync Account (a document or its dict): only the engine's
-	fields, the folders, and the password (which a document never holds in clear)."""
+	"""The engine's mapping of an Email Account (a document or its dict): only the engine's
+	fields, the folders, and the password (which a document never holds in clear). Servers the
+	domain or a provider fills in (``leave_out``) are given as the provider says."""
 	leave_out = set(leave_out)
 	data: dict[str, Any] = {"name": doc.get("name")}
 	for key in ACCOUNT_FIELDS:
 		if key in leave_out or key == "password":
 			continue
-		value = doc.get(key)
+		value = _as_stored(key, doc.get(key), ACCOUNT_CHECKS)
 		if key in UNSET_WHEN_ZERO and _is_unset(value):
 			continue
 		data[key] = value
 	if not doc.get("login_id_is_different"):
 		data.pop("login_id", None)
 	data["password"] = password or None
-	data["imap_folder"] = [
-		{key: _row_get(row, key) for key in FOLDER_FIELDS} for row in (doc.get("imap_folder") or [])
-	]
+	if data.get("enable_auto_reply") and not (data.get("auto_reply_message") or "").strip():
+		data["auto_reply_message"] = default_auto_reply()
+	for key in leave_out:
+		if fill and key in fill:
+			data[key] = fill[key]
+	# core keeps the IMAP Folder rows of an account switched to POP3 (hidden): they do not apply
+	rows = (doc.get("imap_folder") or []) if doc.get("use_imap") else []
+	data["imap_folder"] = [{key: _row_get(row, key) for key in FOLDER_FIELDS} for row in rows]
+	if rows:
+		data.pop("append_to", None)  # core's IMAP accounts append per folder (the field is hidden)
 	return data
+
+
+def default_auto_reply() -> str:
+	"""What core sends when an account's Auto Reply Message is empty (its auto_reply.html, without
+	the reference line)."""
+	return (
+		f"<h3>{_('Thank you for your email')}</h3>"
+		f"<p>{_('Your query has been received. We will reply back shortly. If you have any additional information, please reply to this mail.')}</p>"
+		f'<p style="font-size: 80%; color: #888">{_("This is an automatically generated reply")}</p>'
+	)
 
 
 def _row_get(row: Any, key: str) -> Any:
@@ -178,14 +256,14 @@ def account_settings(
 	domains: Mapping[str, DomainSettings] | None = None,
 	validate: bool = True,
 ) -> AccountSettings:
-	"""An Email Sync Account document as the engine's AccountSettings (ConfigError when it cannot
+	"""An Email Account document as the engine's AccountSettings (ConfigError when it cannot
 	work). ``password`` defaults to the stored one."""
 	if password is None and callable(getattr(doc, "get_password", None)):
 		password = doc.get_password("password", raise_exception=False)
 	domains = all_domains() if domains is None else domains
 	leave_out = filled_in_fields(doc, domains)
 	return account_from_mapping(
-		account_mapping(doc, password=password, leave_out=leave_out),
+		account_mapping(doc, password=password, leave_out=leave_out, fill=_provider(doc, domains)),
 		name=doc.get("name"),
 		domains=domains,
 		validate=validate,
@@ -199,12 +277,18 @@ def load_account(name: str, *, validate: bool = True) -> AccountSettings:
 
 
 def enabled_account_names(*, incoming: bool = False, outgoing: bool = False) -> list[str]:
+	"""The accounts the engine serves (``engine_serves``) with incoming (or outgoing) enabled and
+	their password given, oldest first."""
 	filters: dict[str, Any] = {"awaiting_password": 0}
 	if incoming:
 		filters["enable_incoming"] = 1
 	if outgoing:
 		filters["enable_outgoing"] = 1
-	return frappe.get_all(ACCOUNT_DOCTYPE, filters=filters, pluck="name", order_by="creation asc")
+	fields = ["name", "auth_method"] + (
+		["service"] if frappe.get_meta(ACCOUNT_DOCTYPE).has_field("service") else []
+	)
+	rows = frappe.get_all(ACCOUNT_DOCTYPE, filters=filters, fields=fields, order_by="creation asc")
+	return [row.name for row in rows if engine_serves(row)]
 
 
 def outgoing_accounts() -> list[AccountSettings]:
@@ -227,7 +311,7 @@ def _loaded(names: Iterable[str]) -> list[AccountSettings]:
 			accounts.append(account_settings(frappe.get_doc(ACCOUNT_DOCTYPE, name), domains=domains))
 		except Exception:
 			frappe.log_error(
-				title=f"Email Sync Account {name}: cannot send",
+				title=f"Email Account {name}: settings the engine cannot use",
 				reference_doctype=ACCOUNT_DOCTYPE,
 				reference_name=name,
 			)
@@ -256,7 +340,7 @@ def site_settings() -> SiteSettings:
 		order_by="creation asc",
 	)
 	folders = frappe.get_all(
-		"Email Sync Folder",
+		FOLDER_DOCTYPE,
 		filters={"parenttype": ACCOUNT_DOCTYPE, "append_to": ("is", "set")},
 		fields=["parent", "folder_name", "append_to"],
 		order_by="idx asc",

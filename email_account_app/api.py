@@ -1,9 +1,7 @@
-"""Whitelisted methods: the form's buttons, the awaiting-password dialog, and the two guest links
+"""Whitelisted methods: the buttons and status of core's Email Account form, and the two guest links
 every message carries (unsubscribe, tracking pixel), whose signed tokens the engine verifies."""
 
 from __future__ import annotations
-
-import dataclasses
 
 import frappe
 from frappe import _
@@ -66,7 +64,13 @@ def pull_now(name: str) -> str:
 		frappe.throw(_("Incoming is not enabled for this account."))
 	if doc.awaiting_password:
 		frappe.throw(_("This account is awaiting its password."))
+	from .accounts import engine_serves
 	from .tasks import queue_pull
+
+	if not engine_serves(doc):
+		frappe.throw(
+			_("Frappe's own code reads this account (OAuth or Frappe Mail): it pulls every 10 minutes.")
+		)
 
 	queue_pull(name)
 	return _("A pull is queued; its result shows here when it is done.")
@@ -109,47 +113,34 @@ def server_settings_for(
 	return values
 
 
-# -- awaiting password ---------------------------------------------------------------------------
+# -- the form's status ----------------------------------------------------------------------------
 
 
-def awaiting_accounts(user: str | None = None) -> list[dict]:
-	"""The accounts awaiting a password whose address is the user's own."""
-	user = user or frappe.session.user
-	if user == "Guest":
-		return []
-	email = (frappe.db.get_value("User", user, "email") or "").strip().lower()
-	if not email:
-		return []
-	rows = frappe.get_all(
-		ACCOUNT_DOCTYPE,
-		filters={"awaiting_password": 1},
-		fields=["name", "email_id", "email_account_name"],
-	)
-	return [row for row in rows if (row.email_id or "").strip().lower() == email]
+@frappe.whitelist()
+def account_status(name: str) -> dict:
+	"""What core's Email Account form shows: whether the app reads this account (and, when another
+	app's controller wins on this site, which), and the last pull."""
+	from .accounts import engine_serves
+	from .overrides.email_account import form_status
 
-
-@frappe.whitelist(methods=["POST"])
-def set_awaiting_password(name: str, password: str) -> dict:
-	"""Take the password of an account that awaits it: the address's owner (or anyone who may edit
-	the account) gives it; it is checked against the servers first, then saved, and syncing starts."""
+	frappe.has_permission(ACCOUNT_DOCTYPE, "read", doc=name, throw=True)
+	status = form_status(name)
 	doc = frappe.get_doc(ACCOUNT_DOCTYPE, name)
-	own = any(row.name == name for row in awaiting_accounts())
-	if not own:
-		frappe.has_permission(ACCOUNT_DOCTYPE, "write", doc=doc, throw=True)
-	if not password:
-		return {"ok": False, "message": _("Enter the password.")}
-	try:
-		settings = account_settings(doc, password=password)
-	except ConfigError as exc:
-		return {"ok": False, "message": "; ".join(exc.problems)}
-	verdict = check(dataclasses.replace(settings, awaiting_password=False))
-	if not verdict["ok"]:
-		words = [p["message"] for p in verdict["parts"] if not p["ok"]] or verdict["problems"]
-		return {"ok": False, "message": " ".join(words)}
-	doc.password = password
-	doc.awaiting_password = 0
-	doc.save(ignore_permissions=True)
-	return {"ok": True, "message": _("Saved. {0} starts syncing now.").format(doc.email_id)}
+	status["engine_serves"] = engine_serves(doc)
+	for field in ("last_pull", "last_pull_summary", "last_error"):
+		status[field] = doc.get(field)
+	if not status["controls"]:
+		status["message"] = _(
+			"Another app ({0}) controls Email Account on this site, so mail is read and checked by its "
+			"code, not by Email Account App. Move Email Account App last under Installed Applications > "
+			"Update Hooks Resolution Order, then restart the bench."
+		).format(status["controller"])
+	elif not status["engine_serves"]:
+		status["message"] = _(
+			"Email Account App does not read OAuth or Frappe Mail accounts yet: Frappe's own code reads "
+			"and sends this account's mail."
+		)
+	return status
 
 
 # -- guest links: unsubscribe and the tracking pixel ---------------------------------------------

@@ -1,17 +1,23 @@
-"""Site mail through Email Sync Accounts: Frappe v15's ``override_email_send`` hook.
+"""Site mail through the engine: Frappe v15's ``override_email_send`` hook.
 
-In v15, ``EmailQueue.send`` builds each recipient's copy of a queued message (notifications,
-``frappe.sendmail``, and replies sent from a document's timeline, which core queues the same way)
-and, when an app names ``override_email_send``, calls ``method(email_queue, sender, recipient,
-message)`` instead of its own SMTP ``sendmail``; the queue marks the recipient sent when the call
-returns and retries the message when it raises. Here the call goes out through the Email Sync
-Account that core would pick among ours (the sender's address, then the account appending to the
-document's DocType, then the default outgoing one); a reply about a document gets the thread's
-In-Reply-To and References, and the message is recorded so that replies to it thread. When no
-Email Sync Account applies, it goes out exactly as core would have sent it.
+Core's Email Queue stays the site's one outbox: ``frappe.sendmail``, notifications, replies
+written in a document's timeline, and the engine's own auto-replies and unreplied notices all
+queue there, with From and Reply-To as core decides them (its ``always_use_account_email_id_as_
+sender``, ``always_use_account_name_as_sender_name``, Reply-To on the incoming account). When the
+queue sends, ``EmailQueue.send`` builds each recipient's copy and calls ``send_site_mail(queue,
+sender, recipient, message)`` instead of its own SMTP step; it marks the recipient sent when the
+call returns and retries the message when it raises.
 
-Note: v15's queue still needs an outgoing account it knows (a core Email Account with outgoing
-enabled, or ``mail_server`` in site_config.json) to accept mail at all; see the README.
+Here the copy goes out through the engine with the SMTP settings of the Email Account core chose
+for the queue (one SMTP session per account for the whole job, closed by ``close_senders``),
+carrying what core leaves out: In-Reply-To and References of the thread the document has, and a
+List-Unsubscribe header when the message has core's unsubscribe link. The message is recorded in
+the ledger so that the answer threads. Accounts the engine does not serve (OAuth on v15, Frappe
+Mail on v16: ``accounts.engine_serves``) are sent exactly as core sends them.
+
+Core's contract for test runs holds for both: while ``frappe.flags.in_test`` is set, nothing leaves
+unless a test sets ``frappe.flags.testing_email`` (core checks the same two flags right around
+this hook; other apps' tests rely on it).
 """
 
 from __future__ import annotations
@@ -22,34 +28,38 @@ import email.policy
 import frappe
 from frappe import _
 
-from .accounts import ACCOUNT_DOCTYPE, outgoing_accounts
-from .engine.outbox import answering, sending_account, site_mail_thread
+from .accounts import ACCOUNT_DOCTYPE, account_settings, engine_serves
+from .engine.outbox import answering, prepending, site_mail_thread
 from .engine.parsing import parse_message_id
 from .engine.settings import AccountSettings
 from .engine.store import DocRef
-from .frappe_store import ACCOUNT_FIELD, COMMUNICATION, FrappeStore
+from .frappe_store import FrappeStore
 
 _HEADERS = email.parser.BytesHeaderParser(policy=email.policy.default)
+CORE_UNSUBSCRIBE = "/api/method/frappe.email.queue.unsubscribe"
+UNSUBSCRIBE_PLACEHOLDER = "<!--unsubscribe_url-->"
 
 
 def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | str) -> None:
 	"""``override_email_send``: one recipient's copy of a queued message."""
 	raw = message.encode("utf-8") if isinstance(message, str) else message
-	account = account_for(email_queue, sender)
-	if account is None:
-		_send_as_core(email_queue, sender, recipient, raw)
-		return
-	if frappe.flags.in_test and not frappe.flags.testing_email:
-		# the same rule as core's own send step: tests send nothing unless they ask to
+	doc = email_queue.get_email_account(raise_error=True)
+	if core_holds_mail():
 		frappe.flags.sent_mail = raw
 		return
-
+	if not engine_serves(doc):
+		_send_as_core(doc, email_queue, sender, recipient, raw)
+		return
+	account = account_settings(doc)
 	headers = _HEADERS.parsebytes(raw)
 	document = _document_of(email_queue)
 	store = FrappeStore(commit=False)
 	thread = site_mail_thread(store, account.name, document)
 	if thread and not headers.get("In-Reply-To"):
 		raw = answering(raw, thread, headers.get("References"))
+	unsubscribe = _unsubscribe_url(email_queue, recipient)
+	if unsubscribe and not headers.get("List-Unsubscribe"):
+		raw = prepending(raw, [("List-Unsubscribe", f"<{unsubscribe}>")])
 
 	outcome = _sender(account).send(raw, account.email_id, [recipient])
 	if recipient not in outcome.accepted:
@@ -61,39 +71,44 @@ def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | st
 		)
 
 	message_id = parse_message_id(headers.get("Message-ID")) or email_queue.message_id
-	communication = email_queue.get("communication")
-	if communication and frappe.db.exists(COMMUNICATION, communication):
-		frappe.db.set_value(COMMUNICATION, communication, ACCOUNT_FIELD, account.name, update_modified=False)
-	first = message_id and store.record_site_mail(
-		account.name,
-		message_id=message_id,
-		subject=str(headers.get("Subject") or ""),
-		sender=account.email_id,
-		recipients=[r.recipient for r in email_queue.recipients],
-		communication=communication,
-		document=document,
-		thread_token=thread.token if thread else None,
-	)
-	if first and account.append_emails_to_sent_folder:
-		_append_to_sent(account, raw)
+	if message_id:
+		store.record_site_mail(
+			account.name,
+			message_id=message_id,
+			subject=str(headers.get("Subject") or ""),
+			sender=account.email_id,
+			recipients=[r.recipient for r in email_queue.recipients],
+			communication=email_queue.get("communication"),
+			document=document,
+			thread_token=thread.token if thread else None,
+		)
 
 
-# -- which account -------------------------------------------------------------------------------
-
-
-def account_for(email_queue, sender: str | None) -> AccountSettings | None:
-	"""The Email Sync Account to send ``email_queue`` through: the engine's ``sending_account``
-	among the accounts that send (the sender's, the one appending to the document's DocType, the
-	default outgoing one)."""
-	return sending_account(
-		outgoing_accounts(), sender=sender or email_queue.sender, doctype=email_queue.reference_doctype
-	)
+def core_holds_mail() -> bool:
+	"""Core's rule for test runs: nothing leaves while tests run unless a test asks for it."""
+	return bool(frappe.flags.in_test and not frappe.flags.testing_email)
 
 
 def _document_of(email_queue) -> DocRef | None:
 	if email_queue.reference_doctype and email_queue.reference_name:
 		return DocRef(email_queue.reference_doctype, email_queue.reference_name)
 	return None
+
+
+def _unsubscribe_url(email_queue, recipient: str) -> str | None:
+	"""Core's signed unsubscribe URL for this recipient when the message carries core's
+	unsubscribe link (its body has the placeholder core fills), made as core makes it."""
+	if not (email_queue.reference_doctype and UNSUBSCRIBE_PLACEHOLDER in (email_queue.message or "")):
+		return None
+	from frappe.email.queue import get_unsubcribed_url
+
+	return get_unsubcribed_url(
+		reference_doctype=email_queue.reference_doctype,
+		reference_name=email_queue.reference_name,
+		email=recipient,
+		unsubscribe_method=email_queue.unsubscribe_method or CORE_UNSUBSCRIBE,
+		unsubscribe_params=email_queue.unsubscribe_param,
+	)
 
 
 # -- sending -------------------------------------------------------------------------------------
@@ -120,26 +135,36 @@ def close_senders(*args, **kwargs) -> None:
 		sender.close()
 
 
-def _append_to_sent(account: AccountSettings, raw: bytes) -> None:
+def append_to_sent(account: AccountSettings, raw: bytes) -> None:
+	"""A copy of sent mail in the account's Sent folder (found by its special use, else by name,
+	else created); a failure is logged against the account, the mail is sent all the same."""
 	from .engine.errors import EmailSyncError
 	from .engine.transports.imap import ImapMailbox
-	from .engine.transports.smtp import append_to_sent
+	from .engine.transports.smtp import append_to_sent as append
 
 	try:
 		with ImapMailbox(account) as mailbox:
-			append_to_sent(mailbox, raw, sent_folder_name=account.sent_folder_name)
+			append(mailbox, raw, sent_folder_name=account.sent_folder_name)
 	except EmailSyncError as exc:
 		frappe.log_error(
-			title=_("Email Sync Account {0}: sent, but not copied to the Sent folder").format(account.name),
+			title=_("Email Account {0}: sent, but not copied to the Sent folder").format(account.name),
 			message=str(exc),
 			reference_doctype=ACCOUNT_DOCTYPE,
 			reference_name=account.name,
 		)
 
 
-def _send_as_core(email_queue, sender: str, recipient: str, raw: bytes) -> None:
-	"""What v15's EmailQueue.send does itself when no app overrides the send step."""
-	if frappe.flags.in_test and not frappe.flags.testing_email:
+def _send_as_core(doc, email_queue, sender: str, recipient: str, raw: bytes) -> None:
+	"""What core's EmailQueue.send does itself when no app overrides the send step (v16: Frappe
+	Mail accounts through their client)."""
+	if doc.get("service") == "Frappe Mail" and hasattr(doc, "get_frappe_mail_client"):
+		doc.get_frappe_mail_client().send_raw(
+			sender=sender,
+			recipients=recipient,
+			message=raw,
+			is_newsletter=email_queue.reference_doctype == "Newsletter",
+		)
 		return
-	core_account = email_queue.get_email_account(raise_error=True)
-	core_account.get_smtp_server().session.sendmail(from_addr=sender, to_addrs=recipient, msg=raw)
+	doc.get_smtp_server().session.sendmail(
+		from_addr=sender, to_addrs=recipient, msg=raw.decode("utf-8").encode()
+	)

@@ -1,18 +1,30 @@
-"""The engine's Store and Outbox protocols on a Frappe site.
+"""The engine's ports on a Frappe site.
 
 The same semantics as ``sqlite_store.SQLiteStore`` + ``sqlite_outbox``, on documents:
 
-- a received message is a Communication (core's fields: communication_medium "Email",
-  sent_or_received, message_id, in_reply_to, reference_doctype/name, timeline links, the
-  ``email_sync_account`` custom field), its attachments private Files attached to it, and, for a
-  new thread of an account that appends to a DocType, a new document of that DocType made the way
-  core makes one (the DocType's subject_field, sender_field and sender_name_field);
+- a received message is a Communication with core's fields as core's receive sets them
+  (communication_medium "Email", sent_or_received, ``email_account``, ``uid`` (the IMAP UID; -1
+  for POP3), ``imap_folder``, message_id, in_reply_to, reference_doctype/name, ``_seen`` for the
+  users of the account's User Email rows, ``unread_notification_sent`` for the site's own
+  notifications and for automatic mail), inserted with Communication's own hooks running (contacts
+  per the account's create_contact, timeline links, the document's ``on_communication_update``),
+  its attachments private Files attached to it, and, for a new thread of an account that appends
+  to a DocType, a new document of that DocType made the way core makes one (the DocType's
+  subject_field, sender_field and sender_name_field); once committed, the thread's participants are
+  notified as core does (``Communication.send_email(is_inbound_mail_communcation=True)``);
 - every message an account handled (received, sent, skipped, failed, or left out as older than the
-  initial sync) is an Email Sync Message, with unique indexes on (account, Message-ID) and
+  initial sync) is an Email Message Log, with unique indexes on (account, Message-ID) and
   (account, folder, UIDVALIDITY, UID): the ledger that recognises a message seen before, also
-  under two pulls at once, and threads replies (thread tokens, normalised subjects);
-- folder cursors are Email Sync Cursor records; the outbox is Email Sync Outbox with a child row
-  per recipient; unsubscribes and auto-replies have a DocType each.
+  under two pulls at once, and threads replies (thread tokens, normalised subjects); a Message-ID
+  the account's Communications already hold (core stored it before the app) counts as seen too;
+- folder cursors are Email Folder Cursor records; the engine's own mail (auto-replies, notices)
+  goes into core's Email Queue, the site's one outbox, which sends it through the app's send step;
+  unsubscribes are core's Email Unsubscribe; auto-replies given are Email Sync Auto Reply records.
+
+Core's bookkeeping stays current, both ways: a folder with no cursor yet starts from core's
+position (the IMAP Folder row's uidvalidity and the account's highest Communication.uid), and every
+cursor saved also writes the IMAP Folder row's uidvalidity/uidnext and Email Account.uidnext, so
+that core's own pull, after the app is uninstalled, goes on from where the app stopped.
 
 Transactions: each method that changes state runs in a savepoint and, when the store commits
 (the default, for the background jobs), commits at its end: a message, what it created and the
@@ -23,7 +35,6 @@ message that then failed stay on disk (as they do for core's receive).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -35,7 +46,7 @@ import frappe
 from frappe.utils import cint, escape_html, get_system_timezone
 
 from .engine.compose import format_address, text_to_html
-from .engine.outbox import FINAL, QUEUED, SENDING, SentRecord
+from .engine.outbox import QUEUED, SentRecord
 from .engine.parsing import IncomingMessage, normalize_subject
 from .engine.store import (
 	CommunicationRef,
@@ -49,18 +60,18 @@ from .engine.store import (
 	WaitingMail,
 )
 
-ACCOUNT = "Email Sync Account"
-CURSOR = "Email Sync Cursor"
-MESSAGE = "Email Sync Message"
-OUTBOX = "Email Sync Outbox"
-OUTBOX_RECIPIENT = "Email Sync Outbox Recipient"
-UNSUBSCRIBE = "Email Sync Unsubscribe"
+ACCOUNT = "Email Account"
+IMAP_FOLDER = "IMAP Folder"
+CURSOR = "Email Folder Cursor"
+MESSAGE = "Email Message Log"
+EMAIL_QUEUE = "Email Queue"
+UNSUBSCRIBE = "Email Unsubscribe"
 AUTO_REPLY = "Email Sync Auto Reply"
 COMMUNICATION = "Communication"
-#: the custom field on Communication that names the Email Sync Account it came in or went out by
-ACCOUNT_FIELD = "email_sync_account"
+#: core's field on Communication that names the Email Account it came in or went out by
+ACCOUNT_FIELD = "email_account"
 
-# Email Sync Message statuses
+# Email Message Log statuses
 RECEIVED, SENT_STATUS, SKIPPED, FAILED, IGNORED = "Received", "Sent", "Skipped", "Failed", "Ignored"
 THREAD_STATUSES = (RECEIVED, SENT_STATUS)
 
@@ -68,6 +79,10 @@ THREAD_STATUSES = (RECEIVED, SENT_STATUS)
 #: test tests/test_doctype_json.py, so a renamed field cannot go unnoticed)
 FIELDS_USED = {
 	CURSOR: ("account", "folder", "uidvalidity", "last_uid", "seen_uid"),
+	#: core's (read from core's JSON by the same test)
+	IMAP_FOLDER: ("folder_name", "uidvalidity", "uidnext"),
+	ACCOUNT: ("uidnext", "use_imap", "email_sync_option"),
+	COMMUNICATION: ("email_account", "uid", "imap_folder", "unread_notification_sent", "message_id"),
 	MESSAGE: (
 		"account",
 		"status",
@@ -90,27 +105,6 @@ FIELDS_USED = {
 		"error",
 		"raw_file",
 	),
-	OUTBOX: (
-		"account",
-		"status",
-		"subject",
-		"message_id",
-		"communication",
-		"envelope_from",
-		"raw",
-		"retries",
-		"next_try",
-		"claimed_at",
-		"error",
-		"sent_copy",
-		"reference_doctype",
-		"reference_name",
-		"thread_token",
-		"skipped",
-		"recipients",
-	),
-	OUTBOX_RECIPIENT: ("email", "status", "code", "server_text", "raw"),
-	UNSUBSCRIBE: ("email", "account", "reference_doctype", "reference_name"),
 	AUTO_REPLY: ("account", "thread_key", "thread_hash", "sender", "sent_on"),
 }
 
@@ -200,14 +194,6 @@ def _participants(*groups: Iterable[str]) -> str:
 	return ",".join(seen)
 
 
-def _b64(data: bytes | None) -> str | None:
-	return base64.b64encode(data).decode("ascii") if data is not None else None
-
-
-def _unb64(text: str | None) -> bytes | None:
-	return base64.b64decode(text) if text else None
-
-
 # -- the store -----------------------------------------------------------------------------------
 
 
@@ -250,8 +236,30 @@ class FrappeStore:
 			as_dict=True,
 		)
 		if not row:
-			return None
+			return self._core_position(account, folder)
 		return Cursor(cint(row.uidvalidity), cint(row.last_uid), cint(row.seen_uid) or None)
+
+	def _core_position(self, account: str, folder: str) -> Cursor | None:
+		"""Where core's own pull stands in a folder the app has not read yet: the IMAP Folder row's
+		UIDVALIDITY, and the highest UID of the account's received Communications (core keeps one
+		number per account, not per folder: mail of another folder with the same UIDVALIDITY and a
+		higher UID would hide this folder's; its Message-IDs are recognised anyway). None when core
+		has not read the folder (no UIDVALIDITY): the engine's first-sync rule applies."""
+		uidvalidity = frappe.db.get_value(
+			IMAP_FOLDER, {"parenttype": ACCOUNT, "parent": account, "folder_name": folder}, "uidvalidity"
+		)
+		if not cint(uidvalidity):
+			return None
+		last_uid = frappe.db.sql(
+			"""SELECT MAX(uid) FROM `tabCommunication` WHERE email_account=%(account)s
+			AND sent_or_received='Received' AND communication_medium='Email'
+			AND (imap_folder=%(folder)s OR IFNULL(imap_folder, '')='')""",
+			{"account": account, "folder": folder},
+		)[0][0]
+		if not cint(last_uid) or cint(last_uid) < 0:
+			return None
+		last_uid = cint(last_uid)
+		return Cursor(cint(uidvalidity), last_uid, last_uid)
 
 	def set_cursor(self, account: str, folder: str, cursor: Cursor) -> None:
 		with self._transaction():
@@ -268,10 +276,25 @@ class FrappeStore:
 		name = frappe.db.get_value(CURSOR, {"account": account, "folder": folder})
 		if name:
 			frappe.db.set_value(CURSOR, name, values)
+		else:
+			frappe.get_doc({"doctype": CURSOR, "account": account, "folder": folder, **values}).insert(
+				ignore_permissions=True
+			)
+		self._put_core_position(account, folder, cursor)
+
+	def _put_core_position(self, account: str, folder: str, cursor: Cursor) -> None:
+		"""Core's own bookkeeping of an IMAP folder, as core's pull would leave it: the row's
+		UIDVALIDITY (a string) and UIDNEXT, and the account's UIDNEXT."""
+		if not cursor.uidvalidity:  # POP3: core keeps no position
 			return
-		frappe.get_doc({"doctype": CURSOR, "account": account, "folder": folder, **values}).insert(
-			ignore_permissions=True
+		uidnext = str(cursor.last_uid + 1)
+		frappe.db.set_value(
+			IMAP_FOLDER,
+			{"parenttype": ACCOUNT, "parent": account, "folder_name": folder},
+			{"uidvalidity": str(cursor.uidvalidity), "uidnext": uidnext},
+			update_modified=False,
 		)
+		frappe.db.set_value(ACCOUNT, account, "uidnext", cint(uidnext), update_modified=False)
 
 	# -- identity ------------------------------------------------------------------------------
 
@@ -292,7 +315,20 @@ class FrappeStore:
 					pluck="message_id",
 				)
 			)
+			known.update(self._communication_ids(account, part))
 		return known
+
+	@staticmethod
+	def _communication_ids(account: str, message_ids: Sequence[str]) -> set[str]:
+		"""Which of these Message-IDs the account's Communications hold (core's receive stored them,
+		before the app or beside it)."""
+		return set(
+			frappe.get_all(
+				COMMUNICATION,
+				filters={ACCOUNT_FIELD: account, "message_id": ("in", list(message_ids))},
+				pluck="message_id",
+			)
+		)
 
 	def known_uids(
 		self, account: str, folder: str, uidvalidity: int, among: Sequence[str] | None = None
@@ -340,6 +376,8 @@ class FrappeStore:
 
 	def _exists(self, account: str, message_id: str | None, location: Location | None) -> bool:
 		if message_id and frappe.db.exists(MESSAGE, {"account": account, "message_key": key(message_id)}):
+			return True
+		if message_id and self._communication_ids(account, [message_id]):
 			return True
 		if location is not None:
 			return bool(
@@ -475,7 +513,11 @@ class FrappeStore:
 			names = set(appendable_doctypes())
 			names.update(frappe.get_all(ACCOUNT, filters={"append_to": ("is", "set")}, pluck="append_to"))
 			names.update(
-				frappe.get_all("Email Sync Folder", filters={"append_to": ("is", "set")}, pluck="append_to")
+				frappe.get_all(
+					IMAP_FOLDER,
+					filters={"parenttype": ACCOUNT, "append_to": ("is", "set")},
+					pluck="append_to",
+				)
 			)
 			self._doctypes = sorted(n for n in names if doctype_exists(n))
 		return self._doctypes
@@ -577,7 +619,28 @@ class FrappeStore:
 			if cursor is not None:
 				self.set_cursor(account, location.folder, cursor)
 			return SaveResult(None, duplicate=True)
+		self._notify_participants(account, result.communication)
 		return result
+
+	def _notify_participants(self, account: str, communication: str | None) -> None:
+		"""As core's receive does once a new mail is committed: the document's owner and assignees
+		who follow its thread get the mail (Communication.send_email). Queued mail only; a failure
+		is logged against the account, the mail stays stored."""
+		if not communication:
+			return
+		try:
+			comm = frappe.get_doc(COMMUNICATION, communication)
+			comm.send_email(is_inbound_mail_communcation=True)
+			if self.commit:
+				frappe.db.commit()  # nosemgrep: the notice is queued after the mail's own commit
+		except Exception:
+			if self.commit:
+				frappe.db.rollback()
+			frappe.log_error(
+				title=f"Email Account {account}: thread participants not notified",
+				reference_doctype=COMMUNICATION,
+				reference_name=communication,
+			)
 
 	def _save_received(
 		self, account: str, location: Location, message: IncomingMessage, decision: Decision
@@ -667,11 +730,7 @@ class FrappeStore:
 		document: DocRef | None,
 	) -> str:
 		sender = message.sender
-		settings = frappe.db.get_value(ACCOUNT, account, ["create_contact", "use_imap"], as_dict=True) or {}
-		if settings.get("create_contact") and sender and sender.email:
-			from frappe.core.doctype.communication.communication import get_contacts
-
-			get_contacts([message.sender_email], auto_create_contact=True)
+		use_imap = bool(location.uidvalidity)  # POP3 locations have none
 		comm = frappe.get_doc(
 			{
 				"doctype": COMMUNICATION,
@@ -692,9 +751,14 @@ class FrappeStore:
 				"reference_name": document.name if document else None,
 				"has_attachment": int(message.has_attachment),
 				"email_status": "Open",
-				"imap_folder": location.folder if settings.get("use_imap") else None,
-				# automatic mail (an out-of-office, a bounce) needs no "unreplied" notice
-				"unread_notification_sent": int(bool(message.auto_submitted or message.bounce)),
+				"imap_folder": location.folder if use_imap else None,
+				# core's position: the IMAP UID (core's pull after an uninstall goes on from the highest)
+				"uid": cint(location.uid) if use_imap else -1,
+				# automatic mail (an out-of-office, a bounce) and the site's own notifications (core's
+				# "isnotification" header) need no "unreplied" notice
+				"unread_notification_sent": int(
+					bool(message.auto_submitted or message.bounce or _is_site_notification(message))
+				),
 				ACCOUNT_FIELD: account,
 			}
 		)
@@ -704,6 +768,12 @@ class FrappeStore:
 			if self.document_exists(link):
 				comm.add_link(link.doctype, link.name)
 		comm.insert(ignore_permissions=True)
+		# core marks IMAP mail seen for the users of the account's User Email rows (all of it, \Seen
+		# on the server or not: core's behaviour, kept so that their inbox looks as it did)
+		if use_imap:
+			users = frappe.get_all("User Email", filters={"email_account": account}, pluck="parent")
+			if users:
+				comm.db_set("_seen", frappe.as_json(sorted(set(users)), indent=None), update_modified=False)
 		notes = self._attach(comm.name, message)
 		content = self._inline_images(comm.content or "", notes["inline"])
 		if notes["dropped"]:
@@ -859,35 +929,38 @@ class FrappeStore:
 	# -- outbox: queueing ------------------------------------------------------------------------
 
 	def queue_outgoing(self, mail: OutgoingMail, record: SentRecord) -> OutgoingMail:
+		"""The engine's own mail (auto-replies, notices) into core's Email Queue, the site's one
+		outbox, with its Sent communication: core's queue sends it through the app's send step
+		(events.send_site_mail), with its retries and its list. A message with a copy of its own
+		per recipient (a personal link) is one queue entry per recipient."""
 		personal: Mapping[str, bytes] = mail.extra.get("personal") or {}
 		document = mail.document or record.document
 		if document is not None and not self.document_exists(document):
 			document = None
+		groups = [[rcpt] for rcpt in mail.recipients] if personal else [list(mail.recipients)]
 		with self._transaction():
 			communication = self._insert_sent_communication(record, document)
-			outbox = frappe.get_doc(
-				{
-					"doctype": OUTBOX,
-					"account": mail.account,
-					"status": QUEUED,
-					"message_id": mail.message_id,
-					"subject": record.subject,
-					"communication": communication,
-					"envelope_from": mail.sender,
-					"raw": _b64(mail.raw),
-					"retries": 0,
-					"next_try": to_db(mail.next_try),
-					"reference_doctype": document.doctype if document else None,
-					"reference_name": document.name if document else None,
-					"thread_token": mail.thread_token,
-					"skipped": ", ".join(mail.extra.get("skipped") or ()) or None,
-					"recipients": [
-						{"email": rcpt, "status": "Pending", "raw": _b64(personal.get(rcpt))}
-						for rcpt in mail.recipients
-					],
-				}
-			)
-			outbox.insert(ignore_permissions=True)
+			names = []
+			for recipients in groups:
+				raw = personal.get(recipients[0], mail.raw) if personal else mail.raw
+				queue = frappe.get_doc(
+					{
+						"doctype": EMAIL_QUEUE,
+						"sender": format_address(record.sender, record.sender_full_name or None),
+						"message": raw.decode("utf-8", "replace"),
+						"message_id": mail.message_id,
+						"status": "Not Sent",
+						"priority": 1,
+						"email_account": mail.account,
+						"communication": communication,
+						"reference_doctype": document.doctype if document else None,
+						"reference_name": document.name if document else None,
+						"add_unsubscribe_link": 0,
+						"recipients": [{"recipient": rcpt, "status": "Not Sent"} for rcpt in recipients],
+					}
+				)
+				queue.insert(ignore_permissions=True)
+				names.append(queue.name)
 			self._log(
 				mail.account,
 				SENT_STATUS,
@@ -901,9 +974,9 @@ class FrappeStore:
 				thread_token=record.thread_token,
 				reason="queued",
 			)
-		mail.name = outbox.name
+		mail.name = names[0]
 		mail.status = QUEUED
-		mail.extra = {**mail.extra, "communication": communication}
+		mail.extra = {**mail.extra, "communication": communication, "email_queue": names}
 		return mail
 
 	def _insert_sent_communication(self, record: SentRecord, document: DocRef | None) -> str:
@@ -935,160 +1008,6 @@ class FrappeStore:
 		comm.flags.skip_add_signature = True
 		comm.insert(ignore_permissions=True)
 		return comm.name
-
-	# -- outbox: sending -------------------------------------------------------------------------
-
-	def claim_due(self, now: datetime, *, accounts: Sequence[str], limit: int = 50) -> list[OutgoingMail]:
-		if not accounts:
-			return []
-		with self._transaction():
-			names = frappe.db.sql(
-				f"""SELECT name FROM `tab{OUTBOX}`
-				WHERE status=%(queued)s AND account IN %(accounts)s
-					AND (next_try IS NULL OR next_try <= %(now)s)
-				ORDER BY creation, name LIMIT %(limit)s
-				FOR UPDATE SKIP LOCKED""",
-				{"queued": QUEUED, "accounts": tuple(accounts), "now": to_db(now), "limit": int(limit)},
-				pluck=True,
-			)
-			if not names:
-				return []
-			frappe.db.sql(
-				f"UPDATE `tab{OUTBOX}` SET status=%(sending)s, claimed_at=%(now)s, modified=%(now)s "
-				"WHERE name IN %(names)s",
-				{"sending": SENDING, "now": to_db(now), "names": tuple(names)},
-			)
-			communications = frappe.get_all(OUTBOX, filters={"name": ("in", names)}, pluck="communication")
-			for communication in filter(None, communications):
-				self._set_delivery_status(communication, "Sending")
-			mails = [self._outgoing(frappe.get_doc(OUTBOX, name), pending_only=True) for name in names]
-		return mails
-
-	def _outgoing(self, doc, *, pending_only: bool) -> OutgoingMail:
-		rows = list(doc.recipients)
-		pending = tuple(r.email for r in rows if r.status == "Pending")
-		document = DocRef(doc.reference_doctype, doc.reference_name) if doc.reference_name else None
-		return OutgoingMail(
-			name=doc.name,
-			account=doc.account,
-			raw=_unb64(doc.raw) or b"",
-			message_id=doc.message_id,
-			sender=doc.envelope_from,
-			recipients=pending if pending_only else tuple(r.email for r in rows),
-			status=doc.status,
-			retries=cint(doc.retries),
-			next_try=from_db(doc.next_try),
-			error=doc.error,
-			sent_to=tuple(r.email for r in rows if r.status == "Sent"),
-			document=document,
-			thread_token=doc.thread_token,
-			extra={
-				"communication": doc.communication,
-				"personal": {r.email: _unb64(r.raw) for r in rows if r.raw},
-				"failed": {
-					r.email: (cint(r.code), r.server_text or "") for r in rows if r.status == "Failed"
-				},
-				"sent_copy": bool(doc.sent_copy),
-				"skipped": tuple(s.strip() for s in (doc.skipped or "").split(",") if s.strip()),
-				"recipients": {r.email: (r.status, cint(r.code) or None, r.server_text) for r in rows},
-			},
-		)
-
-	def release_stale(self, claimed_before: datetime, now: datetime) -> int:
-		with self._transaction():
-			names = frappe.get_all(
-				OUTBOX, filters={"status": SENDING, "claimed_at": ("<", to_db(claimed_before))}, pluck="name"
-			)
-			for name in names:
-				frappe.db.sql(
-					f"""UPDATE `tab{OUTBOX}` SET status=%(queued)s, claimed_at=NULL, retries=retries + 1,
-					modified=%(now)s, error=CONCAT(COALESCE(CONCAT(error, '; '), ''), %(why)s)
-					WHERE name=%(name)s AND status=%(sending)s""",
-					{
-						"queued": QUEUED,
-						"sending": SENDING,
-						"now": to_db(now),
-						"why": "the sending was interrupted (the process stopped)",
-						"name": name,
-					},
-				)
-		return len(names)
-
-	def record_delivery(
-		self, name: str, accepted: Iterable[str], refused: Mapping[str, tuple[int, str]], now: datetime
-	) -> None:
-		accepted = list(accepted)
-		if not accepted and not refused:
-			return
-		with self._transaction():
-			rows = frappe.get_all(
-				OUTBOX_RECIPIENT,
-				filters={"parent": name, "parenttype": OUTBOX},
-				fields=["name", "email", "status"],
-			)
-			by_email = {row.email: row for row in rows}
-			for rcpt in accepted:
-				if rcpt in by_email:
-					frappe.db.set_value(
-						OUTBOX_RECIPIENT,
-						by_email[rcpt].name,
-						{"status": "Sent", "code": 250, "server_text": None},
-					)
-			for rcpt, (code, text) in refused.items():
-				row = by_email.get(rcpt)
-				if row is not None and row.status == "Pending":
-					frappe.db.set_value(
-						OUTBOX_RECIPIENT,
-						row.name,
-						{"status": "Failed" if code >= 500 else "Pending", "code": code, "server_text": text},
-					)
-
-	def finish(
-		self,
-		name: str,
-		*,
-		status: str,
-		now: datetime,
-		error: str | None = None,
-		retries: int | None = None,
-		next_try: datetime | None = None,
-		delivery_status: str | None = None,
-		sent_copy: bool | None = None,
-	) -> None:
-		with self._transaction():
-			row = frappe.db.get_value(OUTBOX, name, ["retries", "sent_copy", "communication"], as_dict=True)
-			if row is None:
-				raise KeyError(f"no outbox entry {name}")
-			frappe.db.set_value(
-				OUTBOX,
-				name,
-				{
-					"status": status,
-					"error": error,
-					"retries": row.retries if retries is None else retries,
-					"next_try": to_db(next_try),
-					"claimed_at": None,
-					"sent_copy": int(row.sent_copy if sent_copy is None else sent_copy),
-				},
-			)
-			if status in FINAL:
-				for rcpt in frappe.get_all(
-					OUTBOX_RECIPIENT,
-					filters={"parent": name, "parenttype": OUTBOX, "status": "Pending"},
-					fields=["name", "server_text"],
-				):
-					frappe.db.set_value(
-						OUTBOX_RECIPIENT,
-						rcpt.name,
-						{"status": "Failed", "server_text": error or rcpt.server_text},
-					)
-			if delivery_status and row.communication:
-				self._set_delivery_status(row.communication, delivery_status)
-
-	def get_outgoing(self, name: str) -> OutgoingMail | None:
-		if not frappe.db.exists(OUTBOX, name):
-			return None
-		return self._outgoing(frappe.get_doc(OUTBOX, name), pending_only=False)
 
 	def _set_delivery_status(self, communication: str, status: str, *, force: bool = False) -> None:
 		"""Set a communication's delivery_status (in core's words), keeping Opened and Bounced."""
@@ -1123,22 +1042,25 @@ class FrappeStore:
 	def record_unsubscribe(
 		self, email: str, *, account: str | None, document: DocRef | None, now: datetime
 	) -> bool:
+		"""Core's Email Unsubscribe: for the document the mail was about, else for all mail
+		(global_unsubscribe), as core's own unsubscribe link records it."""
 		email = email.strip().lower()
+		if document is not None and not self.document_exists(document):
+			document = None
+		filters: dict[str, Any] = {"email": email}
+		if document is not None:
+			filters.update(reference_doctype=document.doctype, reference_name=document.name)
+		else:
+			filters["global_unsubscribe"] = 1
 		with self._transaction():
-			if frappe.db.exists(UNSUBSCRIBE, {"email": email}):
+			if frappe.db.exists(UNSUBSCRIBE, filters):
 				return False
-			frappe.get_doc(
-				{
-					"doctype": UNSUBSCRIBE,
-					"email": email,
-					"account": account if account and frappe.db.exists(ACCOUNT, account) else None,
-					"reference_doctype": document.doctype if document else None,
-					"reference_name": document.name if document else None,
-				}
-			).insert(ignore_permissions=True)
+			frappe.get_doc({"doctype": UNSUBSCRIBE, **filters}).insert(ignore_permissions=True)
 			return True
 
 	def is_unsubscribed(self, email: str) -> bool:
+		"""Whether the address asked core's Email Unsubscribe to stop mail, for any document or
+		all of it: the engine's own automatic mail respects either."""
 		return bool(frappe.db.exists(UNSUBSCRIBE, {"email": email.strip().lower()}))
 
 	def auto_replies_since(self, account: str, sender: str, since: datetime) -> int:
@@ -1202,6 +1124,14 @@ class FrappeStore:
 		except frappe.UniqueValidationError:
 			return False
 		return True
+
+
+def _is_site_notification(message: IncomingMessage) -> bool:
+	"""Mail the site sent as a notification (core's ``isnotification`` header)."""
+	return any(
+		name.lower() == "isnotification" and "notification" in (value or "").lower()
+		for name, value in message.headers
+	)
 
 
 def _dropped_note(dropped: Sequence[tuple[str, str]]) -> str:

@@ -366,6 +366,9 @@ def test_unsubscribe_link_per_recipient_with_one_click_headers():
 		assert parsed(raw)["Message-ID"] == mail.message["Message-ID"]
 	# the copy kept for the record carries nobody's link
 	assert mail.message["List-Unsubscribe"] is None and "unsubscribe" not in html_of(mail.raw).lower()
+	# and the thread token stays the thread's, whatever the per-recipient links are signed with
+	assert tokens.token_from_message_id(mail.message_id) == mail.thread_token
+	assert len(mail.thread_token) == tokens.TOKEN_LENGTH
 
 
 def test_unsubscribe_link_names_the_document():

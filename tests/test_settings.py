@@ -46,7 +46,7 @@ def test_values_from_a_doctype_dict_are_coerced():
 			initial_sync_count="100",
 			attachment_limit="10",
 			use_imap=1,
-			doctype="Email Sync Account",
+			doctype="Email Account",
 			owner="Administrator",
 			docstatus=0,
 			imap_folder=[

@@ -1,7 +1,8 @@
 """The storage ports' contract (email_account_app/tests/store_contract.py) on the SQLite store.
 
 The same tests run on the Frappe store under ``bench run-tests``
-(email_account_app/tests/test_store_contract.py).
+(email_account_app/tests/test_store_contract.py); the outbox's (OutboxContract) only here: on a site,
+core's Email Queue is the outbox.
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ from pathlib import Path
 
 from email_account_app.engine.store import DocRef, Location
 from email_account_app.sqlite_store import SQLiteStore
-from email_account_app.tests.store_contract import StoreContract
+from email_account_app.tests.store_contract import OutboxContract, StoreContract
 
 from .documents import get_document, set_document_status
 
 
-class TestSQLiteStoreContract(StoreContract, unittest.TestCase):
+class TestSQLiteStoreContract(StoreContract, OutboxContract, unittest.TestCase):
 	DOCTYPE = "Issue"
 
 	def make_store(self) -> SQLiteStore:

@@ -532,11 +532,11 @@ def compose(
 	personal: dict[str, bytes] = {}
 	if unsubscribe:
 		for address in recipients:
-			token = unsubscribe_token(site, address, account.name, request.document)
-			url = site.url(site.unsubscribe_path, token)
+			signed = unsubscribe_token(site, address, account.name, request.document)
+			url = site.url(site.unsubscribe_path, signed)
 			foot_text, foot_html = _unsubscribe_footer(url)
 			# the mail a client sends for this address comes back to the account, token and all
-			mailto = f"mailto:{account.email_id}?subject={quote(f'{UNSUBSCRIBE_SUBJECT} {token}')}"
+			mailto = f"mailto:{account.email_id}?subject={quote(f'{UNSUBSCRIBE_SUBJECT} {signed}')}"
 			copy = _build(
 				headers,
 				text + foot_text,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -37,7 +37,14 @@ from .compose import (
 	verify_tracking,
 )
 from .compose import verify_unsubscribe as _verify_unsubscribe
-from .errors import ConfigError, EmailSyncError, PermanentSendError, TemporarySendError, TransportError
+from .errors import (
+	ConfigError,
+	EmailSyncError,
+	HeaderInjection,
+	PermanentSendError,
+	TemporarySendError,
+	TransportError,
+)
 from .parsing import parse_message_ids
 from .secrets import scrub
 from .settings import AccountSettings, check_defaults
@@ -183,10 +190,22 @@ def answering(raw: bytes, thread: SiteMailThread, references: str | None) -> byt
 	chain = cap_references(usable_message_ids([*parse_message_ids(references), *answered]))
 	for value in (answered[-1], *chain):
 		check_header_value(value, "Message-ID")
-	lines = [f"In-Reply-To: <{answered[-1]}>"]
+	headers = [("In-Reply-To", f"<{answered[-1]}>")]
 	if not references:
-		lines.append("References: " + "\r\n ".join(f"<{i}>" for i in chain))
-	return ("\r\n".join(lines) + "\r\n").encode("ascii", "replace") + raw
+		headers.append(("References", "\r\n ".join(f"<{i}>" for i in chain)))
+	return prepending(raw, headers)
+
+
+def prepending(raw: bytes, headers: Sequence[tuple[str, str]]) -> bytes:
+	"""``raw`` with these headers put before its own; the rest stays byte for byte. A value must
+	be ASCII with no line break but a folding one (HeaderInjection otherwise)."""
+	lines = []
+	for name, value in headers:
+		check_header_value(value.replace("\r\n ", " "), name)
+		if not value.isascii():
+			raise HeaderInjection(f"the {name} header must be plain ASCII")
+		lines.append(f"{name}: {value}")
+	return ("\r\n".join(lines) + "\r\n").encode("ascii") + raw
 
 
 def default_outgoing(accounts: Iterable[AccountSettings]) -> AccountSettings:

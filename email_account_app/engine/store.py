@@ -7,7 +7,8 @@ Ports (each a small Protocol; a store implements all of them):
   raw bytes), and which Message-IDs an account already holds;
 - ``ThreadIndex``: stored mail and documents as threading sees them;
 - ``ReplyWatch``: received mail waiting for an answer, and the notices given for it;
-- ``Outbox``: outgoing mail from queued to sent;
+- ``OutgoingQueue``: where the engine's own mail waits to go out; ``Outbox``: the CLI's outbox,
+  from queued to sent;
 - ``Suppressions``: addresses that unsubscribed; ``OpenTracking``: mail that was opened;
 - ``AutoReplyLog``: auto-replies given, per thread and per sender.
 Stores only query and persist: every rule (reopening, unreplied, which account sends, whether an
@@ -269,8 +270,20 @@ class ReplyWatch(Protocol):
 
 
 @runtime_checkable
-class Outbox(Protocol):
-	"""Outgoing mail from queued to sent. Every method that changes state does it in one transaction.
+class OutgoingQueue(Protocol):
+	"""Where the engine's own mail (auto-replies, notices) waits to go out: the SQLite outbox, or
+	on a site core's Email Queue, which sends it through the app's send step."""
+
+	def queue_outgoing(self, mail: OutgoingMail, record: SentRecord) -> OutgoingMail:
+		"""Store ``mail`` to be sent (each recipient pending) and its Sent communication, together.
+		Returns the mail with its ``name`` and ``extra["communication"]`` filled in."""
+		...
+
+
+@runtime_checkable
+class Outbox(OutgoingQueue, Protocol):
+	"""The engine's own outbox (the CLI's store): outgoing mail from queued to sent, claimed and
+	finished by ``flush``. Every method that changes state does it in one transaction.
 
 	An ``OutgoingMail`` given out by ``claim_due`` carries in ``recipients`` only the recipients
 	still pending, in ``sent_to`` those already accepted, and in ``extra``: "communication" (the
@@ -278,11 +291,6 @@ class Outbox(Protocol):
 	the message carries a per-recipient link), "failed" (recipient -> (code, server's words)) and
 	"sent_copy" (whether the copy in the Sent folder was made).
 	"""
-
-	def queue_outgoing(self, mail: OutgoingMail, record: SentRecord) -> OutgoingMail:
-		"""Store ``mail`` as Queued (each recipient pending) and its Sent communication, together.
-		Returns the mail with its ``name`` and ``extra["communication"]`` filled in."""
-		...
 
 	def claim_due(self, now: datetime, *, accounts: Sequence[str], limit: int = 50) -> list[OutgoingMail]:
 		"""Atomically move up to ``limit`` Queued mails of these accounts whose next_try is due
@@ -358,8 +366,8 @@ class AutoReplyLog(Protocol):
 # -- what a use case needs: the ports it uses, together -------------------------------------------
 
 
-class QueueStore(ThreadIndex, Suppressions, Outbox, Protocol):
-	"""What queueing a message needs: its thread, the suppression list, the outbox."""
+class QueueStore(ThreadIndex, Suppressions, OutgoingQueue, Protocol):
+	"""What queueing a message needs: its thread, the suppression list, the queue."""
 
 
 class SendStore(QueueStore, AutoReplyLog, Protocol):
@@ -371,4 +379,5 @@ class PullStore(FolderCursors, MessageLedger, ThreadIndex, Protocol):
 
 
 class MailStore(PullStore, SendStore, ReplyWatch, OpenTracking, Protocol):
-	"""Every port: what a shell hands the engine's jobs (both stores are one)."""
+	"""Every port a site's store holds: what a shell hands the engine's jobs. The CLI's store is
+	also the ``Outbox`` that ``send_due`` flushes (on a site, core's Email Queue is)."""

@@ -514,7 +514,42 @@ class StoreContract:
 		self.assertTrue(self.store.claim_unreplied_notice(self.account, found[0].ref.name))
 		self.assertEqual(list(unreplied_mail(self.store, account, self.now)), [])
 
-	# -- the outbox ---------------------------------------------------------------------------------
+	def test_sent_mail_is_in_the_thread_index_and_can_be_opened(self):
+		mail = self.queue()
+		found = self.store.find_by_message_ids(self.account, [mail.message_id])
+		self.assertEqual((found.sent_or_received, found.name), ("Sent", mail.extra["communication"]))
+		self.assertTrue(self.store.mark_opened(self.account, mail.message_id, self.now))
+		self.assertFalse(self.store.mark_opened(self.account, f"{unique()}@example.org", self.now))
+
+	# -- suppressions and the auto-reply log ---------------------------------------------------------
+
+	def test_an_unsubscribe_is_recorded_once_whatever_the_case(self):
+		address = f"{unique('reader')}@client.test"
+		self.assertFalse(self.store.is_unsubscribed(address))
+		self.assertTrue(
+			self.store.record_unsubscribe(address.upper(), account=self.account, document=None, now=self.now)
+		)
+		self.assertFalse(self.store.record_unsubscribe(address, account=None, document=None, now=self.now))
+		self.assertTrue(self.store.is_unsubscribed(f" {address.title()} "))
+
+	def test_one_auto_reply_per_thread_counted_per_sender(self):
+		sender = f"{unique('sender')}@client.test"
+		thread = unique("thread")
+		self.assertTrue(self.store.claim_auto_reply(self.account, thread, sender.upper(), self.ago(hours=3)))
+		self.assertFalse(self.store.claim_auto_reply(self.account, thread, sender, self.now))
+		self.assertTrue(
+			self.store.claim_auto_reply(self.account, unique("thread"), sender, self.ago(hours=1))
+		)
+		self.assertEqual(self.store.auto_replies_since(self.account, sender, self.ago(hours=4)), 2)
+		# hours, not days: a time zone slip shows
+		self.assertEqual(self.store.auto_replies_since(self.account, sender, self.ago(hours=2)), 1)
+		self.assertEqual(self.store.auto_replies_since(self.new_account(), sender, self.ago(hours=4)), 0)
+		self.assertTrue(self.store.claim_auto_reply(self.new_account(), thread, sender, self.now))
+
+
+class OutboxContract:
+	"""The engine's own outbox (``Outbox``), which only the CLI's store holds: on a site, core's Email
+	Queue is the outbox. Mixed in beside ``StoreContract``."""
 
 	def test_queued_mail_is_claimed_once_and_sent(self):
 		mail = self.queue(to=(CUSTOMER, "other@client.test"))
@@ -595,35 +630,3 @@ class StoreContract:
 		outgoing = self.store.get_outgoing(mail.name)
 		self.assertEqual(outgoing.status, "Failed")
 		self.assertEqual(outgoing.extra["recipients"][CUSTOMER][0], "Failed")
-
-	def test_sent_mail_is_in_the_thread_index_and_can_be_opened(self):
-		mail = self.queue()
-		found = self.store.find_by_message_ids(self.account, [mail.message_id])
-		self.assertEqual((found.sent_or_received, found.name), ("Sent", mail.extra["communication"]))
-		self.assertTrue(self.store.mark_opened(self.account, mail.message_id, self.now))
-		self.assertFalse(self.store.mark_opened(self.account, f"{unique()}@example.org", self.now))
-
-	# -- suppressions and the auto-reply log ---------------------------------------------------------
-
-	def test_an_unsubscribe_is_recorded_once_whatever_the_case(self):
-		address = f"{unique('reader')}@client.test"
-		self.assertFalse(self.store.is_unsubscribed(address))
-		self.assertTrue(
-			self.store.record_unsubscribe(address.upper(), account=self.account, document=None, now=self.now)
-		)
-		self.assertFalse(self.store.record_unsubscribe(address, account=None, document=None, now=self.now))
-		self.assertTrue(self.store.is_unsubscribed(f" {address.title()} "))
-
-	def test_one_auto_reply_per_thread_counted_per_sender(self):
-		sender = f"{unique('sender')}@client.test"
-		thread = unique("thread")
-		self.assertTrue(self.store.claim_auto_reply(self.account, thread, sender.upper(), self.ago(hours=3)))
-		self.assertFalse(self.store.claim_auto_reply(self.account, thread, sender, self.now))
-		self.assertTrue(
-			self.store.claim_auto_reply(self.account, unique("thread"), sender, self.ago(hours=1))
-		)
-		self.assertEqual(self.store.auto_replies_since(self.account, sender, self.ago(hours=4)), 2)
-		# hours, not days: a time zone slip shows
-		self.assertEqual(self.store.auto_replies_since(self.account, sender, self.ago(hours=2)), 1)
-		self.assertEqual(self.store.auto_replies_since(self.new_account(), sender, self.ago(hours=4)), 0)
-		self.assertTrue(self.store.claim_auto_reply(self.new_account(), thread, sender, self.now))

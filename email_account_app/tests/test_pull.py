@@ -1,4 +1,5 @@
-"""A pull through a real Dovecot into the site: Communications, Files, new documents, threads."""
+"""A pull through a real Dovecot into the site: Communications, Files, new documents, threads, and
+core's own fields and effects of a received mail."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from email_account_app.tests.utils import (
 	TEST_DOCTYPE,
 	FrappeTestCase,
 	create_test_doctype,
+	dovecot_settings,
 	drop_test_doctype,
 	frappe,
 	make_account,
@@ -19,10 +21,22 @@ from email_account_app.tests.utils import (
 USER = "alice@example.com"
 
 
+def server_uidvalidity(dovecot, user: str, folder: str = "INBOX") -> int:
+	with dovecot.session(user) as client:
+		return int(client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
+
+
+def set_password(account: str, password: str) -> None:
+	"""Store another password without saving the account (a save checks the connection)."""
+	from frappe.utils.password import set_encrypted_password
+
+	set_encrypted_password("Email Account", account, password, "password")
+
+
 def forget_errors(account: str) -> None:
 	"""Error Logs outlive a rollback: undo the test's work first, then remove them."""
 	frappe.db.rollback()
-	frappe.db.delete("Error Log", {"reference_doctype": "Email Sync Account", "reference_name": account})
+	frappe.db.delete("Error Log", {"reference_doctype": "Email Account", "reference_name": account})
 	frappe.db.commit()
 
 
@@ -42,8 +56,7 @@ class TestPull(FrappeTestCase):
 		self.account = make_account("Alice Support", **self.settings())
 
 	def settings(self, user=USER, **overrides):
-		data = self.dovecot.account(user, email_sync_option="ALL", append_to=TEST_DOCTYPE)
-		data["incoming_port"] = str(data["incoming_port"])
+		data = dovecot_settings(self.dovecot, user, email_sync_option="ALL", append_to=TEST_DOCTYPE)
 		data.update(overrides)
 		return data
 
@@ -64,7 +77,7 @@ class TestPull(FrappeTestCase):
 		report = self.pull()
 		self.assertEqual((report.fetched, report.created, report.failed), (1, 1, 0), report.as_dict())
 
-		comm = frappe.get_last_doc("Communication", filters={"email_sync_account": self.account.name})
+		comm = frappe.get_last_doc("Communication", filters={"email_account": self.account.name})
 		self.assertEqual(comm.sent_or_received, "Received")
 		self.assertEqual(comm.communication_medium, "Email")
 		self.assertEqual(comm.sender, "customer@client.test")
@@ -83,17 +96,104 @@ class TestPull(FrappeTestCase):
 		)
 		self.assertEqual([(f.file_name, f.is_private) for f in files], [("photo.png", 1)])
 
-		account = frappe.get_doc("Email Sync Account", self.account.name)
+		account = frappe.get_doc("Email Account", self.account.name)
 		self.assertTrue(account.last_pull)
 		self.assertFalse(account.last_error)
-		self.assertEqual(account.received_count, 1)
 		self.assertIn("1 created", account.last_pull_summary)
+
+	def test_core_fields_of_a_received_mail_are_kept_current(self):
+		"""uid, imap_folder and email_account on the Communication; IMAP Folder uidvalidity/uidnext
+		and Email Account.uidnext: what core's own pull reads to go on from."""
+		first = self.dovecot.append(USER, make_mail(subject="One"))
+		second = self.dovecot.append(USER, make_mail(subject="Two"))
+		self.pull()
+		rows = frappe.get_all(
+			"Communication",
+			filters={"email_account": self.account.name},
+			fields=["subject", "uid", "imap_folder", "sent_or_received", "communication_medium"],
+			order_by="uid asc",
+		)
+		self.assertEqual(
+			[(r.subject, r.uid, r.imap_folder, r.sent_or_received, r.communication_medium) for r in rows],
+			[("One", first, "INBOX", "Received", "Email"), ("Two", second, "INBOX", "Received", "Email")],
+		)
+		folder = frappe.get_all(
+			"IMAP Folder", filters={"parent": self.account.name}, fields=["uidvalidity", "uidnext"]
+		)[0]
+		self.assertEqual(folder.uidvalidity, str(server_uidvalidity(self.dovecot, USER)))
+		self.assertEqual(folder.uidnext, str(second + 1))
+		self.assertEqual(frappe.db.get_value("Email Account", self.account.name, "uidnext"), second + 1)
+
+	def test_seen_for_linked_users_and_no_unreplied_notice_for_site_notifications(self):
+		user = frappe.get_doc(
+			{"doctype": "User", "email": "agent@example.com", "first_name": "Agent", "send_welcome_email": 0}
+		).insert(ignore_permissions=True)
+		user.append("user_emails", {"email_account": self.account.name})
+		user.save(ignore_permissions=True)
+		self.dovecot.append(
+			USER, make_mail(subject="Notice", headers={"isnotification": "<!--notification message-->"})
+		)
+		self.pull()
+		comm = frappe.get_last_doc("Communication", filters={"email_account": self.account.name})
+		self.assertIn(user.name, frappe.parse_json(comm._seen))
+		self.assertEqual(comm.unread_notification_sent, 1)
+
+	def test_the_documents_owner_is_notified_of_a_reply_as_core_does(self):
+		owner = frappe.get_doc(
+			{"doctype": "User", "email": "owner@example.com", "first_name": "Owner", "send_welcome_email": 0}
+		).insert(ignore_permissions=True)
+		# the notice goes out through the site's default outgoing account (queued, not sent here)
+		make_account(
+			"Site Mail",
+			email_id="site-mail@example.com",
+			enable_outgoing=1,
+			default_outgoing=1,
+			smtp_server="127.0.0.1",
+			no_smtp_authentication=1,
+			check_connection=False,
+		)
+		self.dovecot.append(USER, make_mail(subject="Broken", message_id="<broken@client.test>"))
+		self.pull()
+		first = frappe.get_last_doc("Communication", filters={"email_account": self.account.name})
+		frappe.db.set_value(TEST_DOCTYPE, first.reference_name, "owner", owner.name)
+		self.dovecot.append(
+			USER,
+			make_mail(
+				subject="Re: Broken", message_id="<still@client.test>", in_reply_to="<broken@client.test>"
+			),
+		)
+		self.pull()
+		reply = frappe.get_doc("Communication", {"message_id": "still@client.test"})
+		queued = frappe.get_all("Email Queue", filters={"communication": reply.name}, pluck="name")
+		self.assertEqual(len(queued), 1)
+		recipients = frappe.get_all("Email Queue Recipient", filters={"parent": queued[0]}, pluck="recipient")
+		self.assertIn("owner@example.com", recipients)
+
+	def test_the_mail_date_is_stored_in_the_site_time_zone(self):
+		"""The site's time zone (Asia/Kolkata on the test bench) and the machine's may differ: the
+		stored date is the mail's instant in the site's zone either way."""
+		from datetime import datetime, timezone
+		from zoneinfo import ZoneInfo
+
+		from frappe.utils import get_system_timezone
+
+		self.dovecot.append(
+			USER, make_mail(subject="When", date=datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc))
+		)
+		self.pull()
+		comm = frappe.get_last_doc("Communication", filters={"email_account": self.account.name})
+		expected = (
+			datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+			.astimezone(ZoneInfo(get_system_timezone()))
+			.replace(tzinfo=None)
+		)
+		self.assertEqual(frappe.utils.get_datetime(comm.communication_date), expected)
 
 	def test_a_reply_joins_the_thread_and_reopens_the_document(self):
 		first = make_mail(subject="Invoice missing", message_id="<first@client.test>")
 		self.dovecot.append(USER, first)
 		self.pull()
-		comm = frappe.get_last_doc("Communication", filters={"email_sync_account": self.account.name})
+		comm = frappe.get_last_doc("Communication", filters={"email_account": self.account.name})
 		frappe.db.set_value(TEST_DOCTYPE, comm.reference_name, "status", "Closed")
 
 		reply = make_mail(
@@ -116,7 +216,9 @@ class TestPull(FrappeTestCase):
 	def test_nothing_is_stored_twice(self):
 		self.dovecot.append(USER, make_mail(subject="Once", message_id="<once@client.test>"))
 		self.pull()
-		frappe.db.delete("Email Sync Cursor", {"account": self.account.name})  # read the folder again
+		# read the folder again: the app's cursor and core's position both forgotten
+		frappe.db.delete("Email Folder Cursor", {"account": self.account.name})
+		frappe.db.set_value("IMAP Folder", {"parent": self.account.name}, "uidvalidity", None)
 		report = self.pull()
 		self.assertEqual(report.duplicates, 1, report.as_dict())
 		self.assertEqual(frappe.db.count("Communication", {"message_id": "once@client.test"}), 1)
@@ -135,7 +237,7 @@ class TestPull(FrappeTestCase):
 		with patch.object(Router, "decide", side_effect=RuntimeError("routing broke")):
 			report = self.pull()
 		self.assertEqual(report.failed, 1)
-		failure = frappe.get_last_doc("Email Sync Message", filters={"account": self.account.name})
+		failure = frappe.get_last_doc("Email Message Log", filters={"account": self.account.name})
 		self.assertEqual(failure.status, "Failed")
 		self.assertIn("routing broke", failure.error)
 		self.assertTrue(failure.raw_file.startswith("/private/files/"))
@@ -145,7 +247,8 @@ class TestPull(FrappeTestCase):
 		self.assertEqual(frappe.db.count("Communication", {"message_id": "boom@client.test"}), 0)
 
 	def test_a_failing_account_is_logged_and_the_others_go_on(self):
-		broken = make_account("Broken Bob", **self.settings("bob@example.com", password="wrong"))
+		broken = make_account("Broken Bob", **self.settings("bob@example.com"))
+		set_password(broken.name, "wrong")
 		# an Error Log outlives a rollback (core keeps errors whatever the transaction does)
 		self.addCleanup(forget_errors, broken.name)
 		self.dovecot.append(USER, make_mail(subject="Still arrives"))
@@ -157,6 +260,9 @@ class TestPull(FrappeTestCase):
 		self.assertIn("refused the login", broken.last_error)
 		self.assertEqual(frappe.db.count("Error Log", {"reference_name": broken.name}), errors_before + 1)
 		self.assertEqual(frappe.db.count("Communication", {"subject": "Still arrives"}), 1)
+		# core's failed-attempts counter (which disables a broken account after a few) counts it
+		self.assertEqual(broken.get_failed_attempts_count(), 1)
+		self.addCleanup(broken.set_failed_attempts_count, 0)
 
 	def test_pull_all_fans_out_one_deduplicated_job_per_account(self):
 		from email_account_app.tasks import pull_all
@@ -166,8 +272,10 @@ class TestPull(FrappeTestCase):
 		calls = {c.kwargs["account"]: c.kwargs for c in enqueue.call_args_list}
 		self.assertIn(self.account.name, calls)
 		job = calls[self.account.name]
-		self.assertEqual(job["queue"], "long")
-		self.assertEqual(job["job_id"], f"email_sync_pull::{self.account.name}")
+		self.assertEqual(job["queue"], "short")
+		# core's job name: core's scheduler sees ours and does not queue its own meanwhile
+		self.assertEqual(job["job_id"], f"pull_from_email_account|{self.account.name}")
+		self.assertEqual(job["job_name"], job["job_id"])
 		self.assertTrue(job["deduplicate"])
 
 	def test_test_connection_gives_the_engines_verdict(self):
@@ -179,38 +287,7 @@ class TestPull(FrappeTestCase):
 		self.assertIn("logged in as alice@example.com", incoming["message"])
 		self.assertIn("INBOX (synced)", [f["name"] for f in incoming["folders"]])
 
-		self.account.password = "wrong"
-		self.account.save()
+		set_password(self.account.name, "wrong")
 		result = test_connection(self.account.name)
 		self.assertFalse(result["ok"])
 		self.assertIn("refused the login", result["parts"][0]["message"])
-
-	def test_the_owner_gives_an_awaited_password_after_login(self):
-		from email_account_app.api import set_awaiting_password
-		from email_account_app.boot import boot_session
-
-		waiting = make_account(
-			"Waiting Bob", **self.settings("bob@example.com", password=None, awaiting_password=1)
-		)
-		user = frappe.get_doc(
-			{"doctype": "User", "email": "bob@example.com", "first_name": "Bob", "send_welcome_email": 0}
-		).insert(ignore_permissions=True)
-		frappe.set_user(user.name)
-		self.addCleanup(frappe.set_user, "Administrator")
-		bootinfo = frappe._dict()
-		boot_session(bootinfo)
-		self.assertEqual(
-			bootinfo.email_sync_awaiting_password, [{"name": waiting.name, "email_id": "bob@example.com"}]
-		)
-
-		with patch("email_account_app.tasks.queue_pull") as queue_pull:
-			self.assertFalse(set_awaiting_password(waiting.name, "not-it")["ok"])
-			result = set_awaiting_password(waiting.name, "bob-pass")
-		self.assertTrue(result["ok"], result)
-		waiting.reload()
-		self.assertEqual(waiting.awaiting_password, 0)
-		queue_pull.assert_called_once_with(waiting.name, after_commit=True)
-
-		frappe.set_user("Guest")
-		with self.assertRaises(frappe.PermissionError):
-			set_awaiting_password(self.account.name, "x")

@@ -134,22 +134,40 @@ def drop_test_doctype() -> None:
 	frappe.db.commit()
 
 
-def make_account(name: str, **values):
-	"""An Email Sync Account (inserted; the test's transaction rolls it back)."""
-	doc = frappe.get_doc({"doctype": "Email Sync Account", "email_account_name": name, **values})
+def make_account(name: str, *, check_connection: bool = True, **values):
+	"""Core's Email Account (inserted, so its connection is checked; the test's transaction rolls it
+	back). An IMAP account gets an INBOX row in IMAP Folder (core requires one) that takes
+	``append_to`` (core's IMAP accounts append per folder)."""
+	values = {key: value for key, value in values.items() if key != "ca_file"}
+	if values.get("enable_incoming") and values.get("use_imap", 1) and not values.get("imap_folder"):
+		values["imap_folder"] = [{"folder_name": "INBOX", "append_to": values.pop("append_to", None)}]
+	doc = frappe.get_doc({"doctype": "Email Account", "email_account_name": name, **values})
+	doc.flags.check_connection = check_connection
 	doc.insert(ignore_permissions=True)
 	return doc
+
+
+def dovecot_settings(dovecot, user: str, **overrides) -> dict:
+	"""An Email Account's values for a user of the test Dovecot: plain IMAP on loopback (core's own
+	receive cannot be told to trust the test's certificate authority), and the app's timeout."""
+	data = dovecot.account(user, security="plain", **overrides)
+	data.pop("ca_file", None)
+	if data.get("login_id"):
+		data["login_id_is_different"] = 1
+	data["incoming_port"] = str(data["incoming_port"])
+	data["timeout"] = int(data.get("timeout") or 10)
+	return data
 
 
 def purge(account: str, since=None) -> None:
 	"""Delete what a test made for ``account`` and committed (v15's email queue commits as it
 	sends, so a test that sends site mail cannot rely on the rollback alone)."""
 	frappe.db.rollback()
-	comms = frappe.get_all("Communication", filters={"email_sync_account": account}, pluck="name")
+	comms = frappe.get_all("Communication", filters={"email_account": account}, pluck="name")
 	documents = {
 		(row.reference_doctype, row.reference_name)
 		for row in frappe.get_all(
-			"Email Sync Message",
+			"Email Message Log",
 			filters={"account": account, "reference_name": ("is", "set")},
 			fields=["reference_doctype", "reference_name"],
 		)
@@ -162,17 +180,16 @@ def purge(account: str, since=None) -> None:
 		frappe.db.delete("File", {"attached_to_doctype": "Communication", "attached_to_name": ("in", comms)})
 		frappe.db.delete("Communication", {"name": ("in", comms)})
 	for doctype in (
-		"Email Sync Message",
-		"Email Sync Cursor",
+		"Email Message Log",
+		"Email Folder Cursor",
 		"Email Sync Auto Reply",
-		"Email Sync Unsubscribe",
 	):
 		frappe.db.delete(doctype, {"account": account})
-	for name in frappe.get_all("Email Sync Outbox", filters={"account": account}, pluck="name"):
-		frappe.db.delete("Email Sync Outbox Recipient", {"parent": name})
-		frappe.db.delete("Email Sync Outbox", {"name": name})
-	frappe.db.delete("Email Sync Folder", {"parent": account})
-	frappe.db.delete("Email Sync Account", {"name": account})
+	for name in frappe.get_all("Email Queue", filters={"email_account": account}, pluck="name"):
+		frappe.db.delete("Email Queue Recipient", {"parent": name})
+		frappe.db.delete("Email Queue", {"name": name})
+	frappe.db.delete("IMAP Folder", {"parent": account, "parenttype": "Email Account"})
+	frappe.db.delete("Email Account", {"name": account})
 	if since is not None:
 		for name in frappe.get_all("Email Queue", filters={"creation": (">=", since)}, pluck="name"):
 			frappe.db.delete("Email Queue Recipient", {"parent": name})

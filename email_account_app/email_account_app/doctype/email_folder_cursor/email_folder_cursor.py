@@ -5,7 +5,7 @@ import frappe
 from frappe.model.document import Document
 
 
-class EmailSyncCursor(Document):
+class EmailFolderCursor(Document):
 	# begin: auto-generated types
 	# This code is auto-generated. Do not modify anything in this block.
 
@@ -22,4 +22,4 @@ class EmailSyncCursor(Document):
 
 
 def on_doctype_update():
-	frappe.db.add_unique("Email Sync Cursor", ["account", "folder"], "unique_account_folder")
+	frappe.db.add_unique("Email Folder Cursor", ["account", "folder"], "unique_account_folder")

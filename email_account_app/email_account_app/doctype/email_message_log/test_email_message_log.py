@@ -9,7 +9,7 @@ test_ignore = ["Communication", "DocType", "User"]
 
 
 @needs_frappe
-class TestEmailSyncMessage(FrappeTestCase):
+class TestEmailMessageLog(FrappeTestCase):
 	"""The ledger: what makes the Store recognise a message, and thread a reply."""
 
 	def setUp(self):
@@ -51,7 +51,7 @@ class TestEmailSyncMessage(FrappeTestCase):
 	def test_the_database_refuses_a_second_copy_too(self):
 		frappe.get_doc(
 			{
-				"doctype": "Email Sync Message",
+				"doctype": "Email Message Log",
 				"account": "Ledger",
 				"status": "Skipped",
 				"message_key": "k" * 40,
@@ -60,7 +60,7 @@ class TestEmailSyncMessage(FrappeTestCase):
 		with self.assertRaises(frappe.UniqueValidationError):
 			frappe.get_doc(
 				{
-					"doctype": "Email Sync Message",
+					"doctype": "Email Message Log",
 					"account": "Ledger",
 					"status": "Skipped",
 					"message_key": "k" * 40,

@@ -5,7 +5,7 @@ import frappe
 from frappe.model.document import Document
 
 
-class EmailSyncMessage(Document):
+class EmailMessageLog(Document):
 	# begin: auto-generated types
 	# This code is auto-generated. Do not modify anything in this block.
 
@@ -41,7 +41,7 @@ class EmailSyncMessage(Document):
 def on_doctype_update():
 	"""What makes a message the account already has recognisable, also under two pulls at once:
 	one record per (account, Message-ID) and per (account, folder, UIDVALIDITY, UID)."""
-	doctype = "Email Sync Message"
+	doctype = "Email Message Log"
 	frappe.db.add_unique(doctype, ["account", "message_key"], "unique_account_message")
 	frappe.db.add_unique(doctype, ["account", "folder", "uidvalidity", "uid"], "unique_account_location")
 	frappe.db.add_index(doctype, ["account", "subject_key", "`date`"], "account_subject_date")

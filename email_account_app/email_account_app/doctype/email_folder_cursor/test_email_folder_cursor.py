@@ -5,7 +5,7 @@ from email_account_app.tests.utils import FrappeTestCase, frappe, make_account, 
 
 
 @needs_frappe
-class TestEmailSyncCursor(FrappeTestCase):
+class TestEmailFolderCursor(FrappeTestCase):
 	def setUp(self):
 		self.addCleanup(frappe.db.rollback)
 		make_account("Cursors", email_id="cursors@example.org")
@@ -19,8 +19,8 @@ class TestEmailSyncCursor(FrappeTestCase):
 		store.set_cursor("Cursors", "INBOX", Cursor(4294967295, 12))  # UIDVALIDITY takes 32 bits
 		store.set_cursor("Cursors", "INBOX", Cursor(4294967295, 15, 15))
 		self.assertEqual(store.get_cursor("Cursors", "INBOX"), Cursor(4294967295, 15, 15))
-		self.assertEqual(frappe.db.count("Email Sync Cursor", {"account": "Cursors"}), 1)
+		self.assertEqual(frappe.db.count("Email Folder Cursor", {"account": "Cursors"}), 1)
 		with self.assertRaises(frappe.UniqueValidationError):
 			frappe.get_doc(
-				{"doctype": "Email Sync Cursor", "account": "Cursors", "folder": "INBOX", "uidvalidity": 1}
+				{"doctype": "Email Folder Cursor", "account": "Cursors", "folder": "INBOX", "uidvalidity": 1}
 			).insert()
