@@ -431,7 +431,7 @@ def _value(key: str, raw: Any, problems: list[str], strict: bool) -> Any:
 def domain_from_mapping(
 	data: Mapping[str, Any], domain_name: str | None = None, *, strict: bool = False
 ) -> DomainSettings:
-	"""Build a domain from a TOML table (``strict``) or an Email Sync Domain's fields."""
+	"""Build a domain from a TOML table (``strict``) or an Email Domain's fields."""
 	problems: list[str] = []
 	if not isinstance(data, Mapping):
 		raise ConfigError(f"a domain's settings must be a table, not {_shown(data)}")
