@@ -328,15 +328,15 @@ def test_the_cli_with_debug_prints_and_stores_no_form_of_the_password(password, 
 	db = tmp_path / "mail.sqlite3"
 	with echo_server("imap") as imap, echo_server("pop3") as pop3, echo_server("smtp") as smtp:
 		config = tmp_path / "c.toml"
-		common = 'email_id = "support@example.com"\npassword_env = "ECHO_PASSWORD"\ntimeout = 10\n'
+		common = 'password_env = "ECHO_PASSWORD"\ntimeout = 10\n'  # one account per address
 		config.write_text(
 			f'[store]\npath = "{db.name}"\n'
-			f'[accounts.imap]\n{common}enable_incoming = true\nemail_server = "{HOST}"\n'
-			f"incoming_port = {imap.port}\nuse_ssl = false\n"
-			f'[accounts.pop]\n{common}enable_incoming = true\nuse_imap = false\nemail_server = "{HOST}"\n'
-			f"incoming_port = {pop3.port}\nuse_ssl = false\n"
-			f'[accounts.out]\n{common}enable_outgoing = true\ndefault_outgoing = true\nsmtp_server = "{HOST}"\n'
-			f"smtp_port = {smtp.port}\nuse_tls = false\n"
+			f'[accounts.imap]\nemail_id = "imap@example.com"\n{common}enable_incoming = true\n'
+			f'email_server = "{HOST}"\nincoming_port = {imap.port}\nuse_ssl = false\n'
+			f'[accounts.pop]\nemail_id = "pop@example.com"\n{common}enable_incoming = true\n'
+			f'use_imap = false\nemail_server = "{HOST}"\nincoming_port = {pop3.port}\nuse_ssl = false\n'
+			f'[accounts.out]\nemail_id = "out@example.com"\n{common}enable_outgoing = true\n'
+			f'default_outgoing = true\nsmtp_server = "{HOST}"\nsmtp_port = {smtp.port}\nuse_tls = false\n'
 		)
 		env = {**os.environ, "ECHO_PASSWORD": password}
 		runs = [
