@@ -66,7 +66,8 @@ class _TokenListHeader(UnstructuredHeader):
 
 _HEADERS = HeaderRegistry()
 for _name in ("message-id", "in-reply-to", "references", "list-unsubscribe", "list-unsubscribe-post"):
-	_HEADERS.map_to_type(_name, _TokenListHeader)
+	# the stub wants a BaseHeader subclass, but the registry takes the specialised class it mixes with one
+	_HEADERS.map_to_type(_name, _TokenListHeader)  # type: ignore[arg-type]
 _POLICY = email.policy.SMTP.clone(header_factory=_HEADERS)
 #: what may not appear in a header value: C0 controls but TAB, DEL, C1 controls, the Unicode line
 #: and paragraph separators, lone surrogates
@@ -473,7 +474,7 @@ def compose(
 	cc = tuple(parse_address(a, "Cc recipient") for a in request.cc)
 	bcc = tuple(parse_address(a, "Bcc recipient") for a in request.bcc)
 	recipients = tuple(dict.fromkeys(a.addr_spec for a in (*to, *cc, *bcc)))
-	lowered = {}
+	lowered: dict[str, str] = {}
 	for address in recipients:
 		lowered.setdefault(address.lower(), address)
 	recipients = tuple(lowered.values())
@@ -500,10 +501,8 @@ def compose(
 	# bodies: the text the person wrote, and html for it when there is html to carry
 	text = request.text
 	markup = request.html
-	if text is None and markup is None:
-		text = ""
 	if text is None:
-		text = html_to_text(markup)
+		text = html_to_text(markup) if markup is not None else ""
 	signature = _signature(account)
 	if signature:
 		text = text.rstrip("\n") + "\n\n-- \n" + signature[0] + "\n"

@@ -49,6 +49,9 @@ def log_thread_failure(args: threading.ExceptHookArgs) -> None:
 	if args.exc_type is SystemExit:
 		return
 	name = args.thread.name if args.thread is not None else "?"
+	error = args.exc_value  # None only for an exception raised without a value: no traceback to give
 	logging.getLogger(__name__).error(
-		"thread %s stopped", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+		"thread %s stopped",
+		name,
+		exc_info=(args.exc_type, error, args.exc_traceback) if error is not None else None,
 	)

@@ -618,7 +618,9 @@ class TokenSource:
 			token = self.client.client_credentials()
 			log.debug("%s: got an app-only access token (for %.0f s)", self.account, token.lifetime)
 			return token
-		refresh_token = self.store.load_refresh_token(self.account)
+		store = self.store
+		assert store is not None  # __init__ refuses a flow with refresh tokens and no store
+		refresh_token = store.load_refresh_token(self.account)
 		if not refresh_token:
 			raise SignInRequired(
 				f"{self.account!r} has not signed in (no refresh token kept).", hint=self.sign_in_hint
@@ -626,7 +628,7 @@ class TokenSource:
 		token = self.client.refresh(refresh_token)
 		if token.refresh_token and token.refresh_token != refresh_token:
 			# saved before the access token leaves this method: see the module's invariants
-			self.store.save_refresh_token(self.account, token.refresh_token)
+			store.save_refresh_token(self.account, token.refresh_token)
 			log.debug("%s: the provider rotated the refresh token; the new one is saved", self.account)
 		log.debug("%s: refreshed the access token (for %.0f s)", self.account, token.lifetime)
 		return token

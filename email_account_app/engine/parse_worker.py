@@ -55,6 +55,10 @@ class ParseWorker:
 			stdout=subprocess.PIPE,
 			env={**os.environ, "PYTHONPATH": _import_path()},
 		)
+		# both are pipes (PIPE above), never None
+		assert self._process.stdin is not None and self._process.stdout is not None
+		self._stdin: IO[bytes] = self._process.stdin
+		self._stdout: IO[bytes] = self._process.stdout
 		self._writer = threading.Thread(target=self._write, name="email-sync-parse-writer", daemon=True)
 		self._reader = threading.Thread(target=self._read, name="email-sync-parse-reader", daemon=True)
 		self._writer.start()
@@ -88,7 +92,7 @@ class ParseWorker:
 			self._process.kill()
 		self._writer.join(timeout=5)
 		try:
-			self._process.stdin.close()
+			self._stdin.close()
 		except OSError:  # unwritten bytes and a dead child
 			pass
 		try:
@@ -97,7 +101,7 @@ class ParseWorker:
 			self._process.kill()
 			self._process.wait()
 		self._reader.join(timeout=5)
-		self._process.stdout.close()
+		self._stdout.close()
 
 	def __enter__(self) -> ParseWorker:
 		return self
@@ -106,7 +110,7 @@ class ParseWorker:
 		self.close()
 
 	def _write(self) -> None:
-		stdin = self._process.stdin
+		stdin = self._stdin
 		while (request := self._outgoing.get()) is not _STOP:
 			try:
 				_write_frame(stdin, pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL))
@@ -115,7 +119,7 @@ class ParseWorker:
 
 	def _read(self) -> None:
 		"""Drain the child's answers as they come, so it never waits on a full pipe."""
-		stdout = self._process.stdout
+		stdout = self._stdout
 		while True:
 			try:
 				self._answers.put(_read_frame(stdout))

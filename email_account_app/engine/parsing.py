@@ -41,7 +41,9 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from email.message import Message
+from email.headerregistry import AddressHeader, HeaderRegistry
+from email.message import EmailMessage, Message, MIMEPart
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote
 
 import html2text
@@ -62,7 +64,13 @@ class _Budget:
 		self.decode = HEADER_DECODE_BUDGET
 
 
-class _CachingPolicy(email.policy.EmailPolicy):
+if TYPE_CHECKING:  # generic in the stubs only: the messages it makes are EmailMessages
+	_EmailPolicy = email.policy.EmailPolicy[EmailMessage]
+else:
+	_EmailPolicy = email.policy.EmailPolicy
+
+
+class _CachingPolicy(_EmailPolicy):
 	"""email.policy.default that parses each distinct header once, never raises doing it, and never
 	hands the standard library's parser a long value.
 
@@ -193,8 +201,10 @@ def _minimal_value(name: str, value: str) -> str:
 _POLICY = _CachingPolicy()
 # writes attached messages back as they came, without refolding their headers
 _VERBATIM = email.policy.default.clone(refold_source="none")
-_TEXT_HEADER = _POLICY.header_factory["x-text"]
-_ADDRESS_HEADER = _POLICY.header_factory["to"]
+# an EmailPolicy's header_factory is a HeaderRegistry, which the stub types as any callable
+_HEADER_TYPES = cast(HeaderRegistry, _POLICY.header_factory)
+_TEXT_HEADER = _HEADER_TYPES["x-text"]
+_ADDRESS_HEADER = _HEADER_TYPES["to"]
 _MIME_TYPES = mimetypes.MimeTypes()  # the built-in table only: the same names on every machine
 for _type, _extension in (
 	("message/delivery-status", ".txt"),
@@ -559,7 +569,7 @@ def _parse(raw: bytes, attachment_limit: int | None, received_at: datetime | Non
 	)
 
 
-def _message_from_bytes(raw: bytes, budget: _Budget | None = None) -> tuple[Message, str | None]:
+def _message_from_bytes(raw: bytes, budget: _Budget | None = None) -> tuple[EmailMessage, str | None]:
 	"""The message parsed, and None; or, when its structure is over the budget, its headers only
 	and the reason.
 
@@ -571,7 +581,8 @@ def _message_from_bytes(raw: bytes, budget: _Budget | None = None) -> tuple[Mess
 	into the part that holds it afterwards, exactly as it was. Should a placeholder not land in
 	exactly one part's payload, the message is parsed again the plain way.
 	"""
-	policy = _POLICY.clone(budget=budget) if budget is not None else _POLICY
+	# clone() sets any attribute the policy's class declares; the stub knows only EmailPolicy's
+	policy = _POLICY.clone(budget=budget) if budget is not None else _POLICY  # type: ignore[call-arg]
 	head_end = _body_start(raw, 0, HEADER_BLOCK_LIMIT)
 	if head_end is None and len(raw) > HEADER_BLOCK_LIMIT:
 		return _headers_only(
@@ -586,7 +597,9 @@ def _message_from_bytes(raw: bytes, budget: _Budget | None = None) -> tuple[Mess
 	msg = email.message_from_bytes(collapsed, policy=policy)
 	restored = 0
 	for part in msg.walk():
-		payload = part._payload  # a leaf's text as parsed (a list for multiparts)
+		# a leaf's text as parsed (a list for multiparts): get_payload() would decode its 8-bit bytes;
+		# the stub leaves out this private attribute
+		payload = part._payload  # type: ignore[attr-defined]
 		if isinstance(payload, str) and _PLACEHOLDER_PREFIX in payload:
 			for token, run in runs.items():
 				if token in payload:
@@ -613,7 +626,9 @@ def _structure_over_budget(collapsed: bytes) -> str | None:
 	return None
 
 
-def _headers_only(raw: bytes, policy: email.policy.EmailPolicy, reason: str) -> tuple[Message, str]:
+def _headers_only(
+	raw: bytes, policy: email.policy.EmailPolicy[EmailMessage], reason: str
+) -> tuple[EmailMessage, str]:
 	"""The message's own header block (cut at HEADER_BLOCK_LIMIT and MAX_PARSE_LINES lines) parsed
 	without its body, and the note that says so."""
 	end = _body_start(raw, 0, HEADER_BLOCK_LIMIT)
@@ -906,7 +921,10 @@ def _addresses(values: dict[str, list[str]], name: str, warnings: list[str]) -> 
 @functools.lru_cache(maxsize=2048)
 def _parsed_addresses(value: str) -> tuple[tuple[str, str], ...]:
 	"""The policy's parse of an address header; cached, as the same senders come again and again."""
-	return tuple((a.display_name, a.addr_spec) for a in _ADDRESS_HEADER("to", value).addresses)
+	header = _ADDRESS_HEADER("to", value)
+	if not isinstance(header, AddressHeader):  # never: the registry's class for To is one
+		return ()
+	return tuple((a.display_name, a.addr_spec) for a in header.addresses)
 
 
 def _address_pairs(value: str, name: str, warnings: list[str]) -> list[tuple[str, str]]:
@@ -994,7 +1012,7 @@ def _auto_submitted(values: dict[str, list[str]], sender: Address | None) -> str
 # -- bodies ----------------------------------------------------------------------------------
 
 
-def _body(msg: Message, parts: list[Message], subtype: str) -> Message | None:
+def _body(msg: EmailMessage, parts: list[EmailMessage], subtype: str) -> MIMEPart | None:
 	"""The text/plain or text/html part that is the message's body, as get_body() chooses it."""
 	try:
 		return msg.get_body(preferencelist=(subtype,))
@@ -1017,7 +1035,7 @@ def _part_text(
 ) -> str:
 	"""A text part decoded with its charset, tolerantly; newlines as \\n, no NULs. Only its first
 	``limit`` characters: the whole part is then added to ``kept`` as an attachment."""
-	data = part.get_payload(decode=True) or b""
+	data = _decoded(part)
 	where = f"the {part.get_content_type()} part"
 	cut = len(data) > limit  # a character is at least a byte: more bytes than that may be too long
 	text = _decode_bytes(
@@ -1223,13 +1241,26 @@ def extract_reply(text: str) -> str:
 # -- attachments -----------------------------------------------------------------------------
 
 
-def _parts(msg: Message) -> list[Message]:
+def _parts(msg: EmailMessage) -> list[EmailMessage]:
 	"""Every part of the tree, in order; an attached message (message/*) is one part, not opened."""
 	found = [msg]
 	if msg.is_multipart() and msg.get_content_maintype() != "message":
-		for sub in msg.get_payload():
+		for sub in _subparts(msg):
 			found.extend(_parts(sub))
 	return found
+
+
+def _subparts(msg: EmailMessage) -> list[EmailMessage]:
+	"""The parts a multipart (or message/*) holds; none for a leaf. The parser makes each of them with
+	the policy's message factory, as the message itself."""
+	payload = msg.get_payload()
+	return [p for p in payload if isinstance(p, EmailMessage)] if isinstance(payload, list) else []
+
+
+def _decoded(part: Message) -> bytes:
+	"""A leaf's content, its transfer encoding undone; nothing for a multipart (or message/*)."""
+	data = part.get_payload(decode=True)
+	return data if isinstance(data, bytes) else b""
 
 
 def _is_leaf(part: Message) -> bool:
@@ -1242,7 +1273,7 @@ def _attachment(part: Message, limit: int | None, cids: set[str], warnings: list
 	content_id = parse_message_id(_part_header(part, "content-id"))
 	size = _decoded_size(part, limit) if limit is not None else None
 	content = None
-	if size is None or size <= limit:
+	if limit is None or size is None or size <= limit:
 		content = _part_bytes(part)
 		size = len(content)
 	reason = None
@@ -1302,9 +1333,11 @@ def _decoded_size(part: Message, limit: int) -> int | None:
 def _part_bytes(part: Message) -> bytes:
 	"""A part's decoded content; an attached message as the bytes of that message."""
 	content = part.get_payload(decode=True)
-	if content is not None:
+	if isinstance(content, bytes):
 		return content
-	return b"".join(_message_bytes(inner) for inner in part.get_payload())
+	payload = part.get_payload()
+	inner = payload if isinstance(payload, list) else []
+	return b"".join(_message_bytes(m) for m in inner if isinstance(m, Message))
 
 
 def _message_bytes(msg: Message) -> bytes:
@@ -1337,7 +1370,7 @@ def _human_size(size: int) -> str:
 	return f"{size} bytes"
 
 
-def _defect_warnings(parts: list[Message]) -> list[str]:
+def _defect_warnings(parts: list[EmailMessage]) -> list[str]:
 	"""The parser's complaints in plain words."""
 	found = []
 	for part in parts:
@@ -1355,7 +1388,7 @@ def _defect_warnings(parts: list[Message]) -> list[str]:
 # -- bounces ---------------------------------------------------------------------------------
 
 
-def _bounce_report(msg: Message) -> BounceReport | None:
+def _bounce_report(msg: EmailMessage) -> BounceReport | None:
 	"""A delivery status notification (multipart/report; report-type=delivery-status), read."""
 	if msg.get_content_type() != "multipart/report" or not msg.is_multipart():
 		return None
@@ -1363,7 +1396,7 @@ def _bounce_report(msg: Message) -> BounceReport | None:
 		return None
 	blocks: list[Message] = []
 	original_id = None
-	for part in msg.get_payload():
+	for part in _subparts(msg):
 		content_type = part.get_content_type()
 		if content_type == "message/delivery-status":
 			blocks = _status_blocks(part)
@@ -1390,8 +1423,8 @@ def _status_blocks(part: Message) -> list[Message]:
 	"""The field blocks of a message/delivery-status part (the parser reads each as a message)."""
 	payload = part.get_payload()
 	if isinstance(payload, list):
-		return payload[:MAX_BOUNCE_BLOCKS]
-	data = (part.get_payload(decode=True) or b"")[:HEADER_BLOCK_LIMIT]
+		return [b for b in payload[:MAX_BOUNCE_BLOCKS] if isinstance(b, Message)]
+	data = _decoded(part)[:HEADER_BLOCK_LIMIT]
 	blocks = re.split(rb"\r?\n\r?\n", data, maxsplit=MAX_BOUNCE_BLOCKS)[:MAX_BOUNCE_BLOCKS]
 	return [email.message_from_bytes(block) for block in blocks]
 
@@ -1413,8 +1446,8 @@ def _dsn_field(block: Message, name: str) -> str | None:
 def _original_message_id(part: Message) -> str | None:
 	if part.get_content_type() == "message/rfc822":
 		inner = part.get_payload()
-		original = inner[0] if isinstance(inner, list) and inner else None
+		original = inner[0] if isinstance(inner, list) and inner and isinstance(inner[0], Message) else None
 	else:
-		headers = (part.get_payload(decode=True) or b"")[:HEADER_BLOCK_LIMIT]
+		headers = _decoded(part)[:HEADER_BLOCK_LIMIT]
 		original = email.parser.BytesParser(policy=_POLICY).parsebytes(headers, headersonly=True)
 	return parse_message_id(_part_header(original, "message-id")) if original is not None else None

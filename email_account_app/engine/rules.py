@@ -280,7 +280,7 @@ class _BoundedEval(simpleeval.EvalWithCompoundTypes):
 			raise _too_big(f"a width or precision over {MAX_FORMAT_WIDTH:,}")
 		return _checked(format(value, spec))
 
-	def _eval_joinedstr(self, node):
+	def _eval_joinedstr(self, node: ast.JoinedStr) -> str:
 		pieces: list[str] = []
 		length = 0
 		for value in node.values:

@@ -582,7 +582,7 @@ def account_from_mapping(
 		problem = address_problem(email_id, "email_id")
 		if problem:
 			problems.append(problem)
-	if problems:
+	if problems or not email_id:  # a missing email_id is one of the problems
 		raise ConfigError(problems, account=name)
 
 	if not isinstance(domains, Mapping):

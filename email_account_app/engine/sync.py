@@ -216,9 +216,11 @@ class Puller:
 		name = folder.folder_name
 		status = mailbox.select(name, readonly=self.dry_run or not unseen)
 		cursor = self.store.get_cursor(self.account.name, name)
-		same = cursor is not None and cursor.uidvalidity == status.uidvalidity
-		last_uid = cursor.last_uid if same else 0
-		seen_uid = (cursor.seen_uid if same else None) if unseen else None
+		# the cursor kept for this UIDVALIDITY of the folder, if any
+		kept = cursor if cursor is not None and cursor.uidvalidity == status.uidvalidity else None
+		same = kept is not None
+		last_uid = kept.last_uid if kept is not None else 0
+		seen_uid = kept.seen_uid if kept is not None and unseen else None
 		if unseen and same and not self.dry_run and (seen_uid or 0) < last_uid:
 			seen_uid = self._flag_committed(mailbox, name, status.uidvalidity, seen_uid or 0, last_uid)
 		uids = self._uids_to_fetch(mailbox, status.uidvalidity, cursor, unseen)
