@@ -95,17 +95,21 @@ def _check_sign_in(account: AccountSettings, part: Part) -> None:
 
 	source = require_source(account)
 	source.access_token()
+	expires_at = source.expires_at
+	assert expires_at is not None, "access_token() holds a token"
+	assert account.oauth is not None, "only for an account that uses OAuth"
 	kind = "app-only token" if account.oauth.flow == "client_credentials" else "access token"
-	expires = datetime.fromtimestamp(source.expires_at, timezone.utc)
-	minutes = max(0, round((source.expires_at - time.time()) / 60))
+	expires = datetime.fromtimestamp(expires_at, timezone.utc)
+	minutes = max(0, round((expires_at - time.time()) / 60))
 	part.message = f"signed in; {kind} valid until {expires:%Y-%m-%d %H:%M:%S} UTC (in {minutes} min)"
 
 
 def check_account(account: AccountSettings) -> CheckResult:
 	result = CheckResult(account)
-	if account.uses_oauth:
-		part = Part(f"Sign-in (OAuth, {account.oauth.provider}, {account.oauth.flow} flow)")
-		part.server = account.oauth.token_url.split("/")[2] if "//" in account.oauth.token_url else ""
+	if account.oauth is not None:  # uses_oauth
+		oauth = account.oauth
+		part = Part(f"Sign-in (OAuth, {oauth.provider}, {oauth.flow} flow)")
+		part.server = oauth.token_url.split("/")[2] if "//" in oauth.token_url else ""
 		result.parts.append(_guarded(part, lambda p: _check_sign_in(account, p)))
 		if not part.ok:
 			return result

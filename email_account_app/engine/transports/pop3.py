@@ -15,8 +15,9 @@ import poplib
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ..errors import EmailSyncError, ServerMisbehaved, TLSFailed
+from ..errors import ConfigError, EmailSyncError, ServerMisbehaved, TLSFailed
 from ..settings import AccountSettings
 from . import (
 	connection_lost,
@@ -44,11 +45,24 @@ MAX_LINE = MB
 MAX_LINES = 2_000_000
 CR, LF, CRLF = b"\r", b"\n", b"\r\n"
 
+if TYPE_CHECKING:
+	_POP3Base = poplib.POP3
+else:
+	_POP3Base = object
 
-class _Guarded:
+
+class _CommandWire(Protocol):
+	"""poplib's own command methods (private, so not in its type stubs): what AUTH is spoken with."""
+
+	def _putcmd(self, line: str) -> None: ...
+
+	def _getresp(self) -> bytes: ...
+
+
+class _Guarded(_POP3Base):
 	"""poplib's reading and writing, through a Guard; a command begins with the line we send."""
 
-	def __init__(self, *args, guard: Guard, **kwargs):
+	def __init__(self, *args: Any, guard: Guard, **kwargs: Any):
 		self.guard = guard
 		super().__init__(*args, **kwargs)
 
@@ -112,6 +126,19 @@ class Pop3Mailbox:
 			return GuardedPOP3_SSL(host, port, timeout=timeout, context=context, guard=self._guard)
 		return GuardedPOP3(host, port, timeout=timeout, guard=self._guard)
 
+	@property
+	def client(self) -> poplib.POP3:
+		"""The poplib client of the open session."""
+		if self._client is None:
+			raise RuntimeError(f"The POP3 session with {self.server} is not open: call open() first.")
+		return self._client
+
+	@property
+	def _host(self) -> str:
+		if not self.account.email_server:
+			raise ConfigError("email_server is not set", account=self.account.name)
+		return self.account.email_server
+
 	# -- session -------------------------------------------------------------------------------
 
 	def __enter__(self) -> Pop3Mailbox:
@@ -152,14 +179,14 @@ class Pop3Mailbox:
 		acct = self.account
 		mode, context = security_of(acct)
 		log.debug("connecting to %s (%s)", self.server, mode)
-		self._client = self._factory(acct.email_server, acct.port, acct.use_ssl, context, acct.timeout)
+		self._client = client = self._factory(self._host, acct.port, acct.use_ssl, context, acct.timeout)
 		if acct.use_starttls:
 			if "STLS" not in self.capabilities():
 				raise TLSFailed(
 					f"{self.server} does not offer STARTTLS (STLS).",
 					hint="Use SSL (port 995), or turn off use_starttls to send everything in plain text.",
 				)
-			self._client.stls(context)
+			client.stls(context)
 
 	def _login(self) -> None:
 		if self.account.uses_oauth:
@@ -167,8 +194,8 @@ class Pop3Mailbox:
 			return
 		require_encodable_password(self.account)
 		remember_password(self.account)
-		self._client.user(self.account.login)
-		self._client.pass_(self.account.password or "")
+		self.client.user(self.account.login)
+		self.client.pass_(self.account.password or "")
 		self._logged_in = True
 		log.debug("logged in to %s as %s", self.server, self.account.login)
 
@@ -183,7 +210,8 @@ class Pop3Mailbox:
 		mechanism = sasl.choose(offered)
 		if mechanism is None:
 			raise sasl.no_mechanism(self.server, offered)
-		client = self._client
+		# poplib's AUTH is only for SASL mechanisms it knows: this one is spoken with its own methods
+		client = cast(_CommandWire, self.client)
 
 		def attempt(token: str) -> None:
 			conversation = sasl.Conversation(mechanism, acct.login, token, acct.email_server, acct.port)
@@ -240,7 +268,7 @@ class Pop3Mailbox:
 			self._guard.broken = True
 			connecting = not self._logged_in
 			raise network_error(
-				exc, acct.email_server, acct.port, acct.timeout, connecting=connecting
+				exc, acct.email_server or "", acct.port, acct.timeout, connecting=connecting
 			) from scrubbed(exc)
 
 	# -- mailbox -------------------------------------------------------------------------------
@@ -249,7 +277,7 @@ class Pop3Mailbox:
 		"""CAPA, as "NAME arg ..." strings; () from a server without CAPA."""
 		with self._errors("list its capabilities"):
 			try:
-				caps = self._client.capa()
+				caps = self.client.capa()
 			except poplib.error_proto:  # poplib turns every CAPA failure into "not supported"
 				return ()
 		return tuple(" ".join([name, *args]) for name, args in caps.items())
@@ -257,30 +285,30 @@ class Pop3Mailbox:
 	def stat(self) -> tuple[int, int]:
 		"""(number of messages, total size in bytes)."""
 		with self._errors("count the messages"):
-			return self._client.stat()
+			return self.client.stat()
 
 	def list_uidls(self) -> list[tuple[int, str]]:
 		"""(message number, UIDL) of every message, in server order."""
 		with self._errors("list message UIDLs"):
-			_resp, lines, _octets = self._client.uidl()
+			_resp, lines, _octets = self.client.uidl()
 		return [(int(number), uidl.decode("utf-8", "replace")) for number, uidl in _pairs(lines)]
 
 	def sizes(self) -> dict[int, int]:
 		"""Message number -> size in bytes (LIST)."""
 		with self._errors("list message sizes"):
-			_resp, lines, _octets = self._client.list()
+			_resp, lines, _octets = self.client.list()
 		return {int(number): int(size) for number, size in _pairs(lines)}
 
 	def retrieve(self, number: int) -> bytes:
 		"""The whole message (RETR), lines ending in CRLF, byte-stuffing undone."""
 		with self._errors(f"give message {number}"):
-			_resp, lines, _octets = self._client.retr(number)
+			_resp, lines, _octets = self.client.retr(number)
 		return _joined(lines)
 
 	def top(self, number: int, lines: int = 0) -> bytes:
 		"""The headers and the first ``lines`` lines of the body (TOP)."""
 		with self._errors(f"give the top of message {number}"):
-			_resp, got, _octets = self._client.top(number, lines)
+			_resp, got, _octets = self.client.top(number, lines)
 		return _joined(got)
 
 

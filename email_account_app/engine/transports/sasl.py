@@ -17,9 +17,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from .. import secrets
 from ..errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+	from ..oauth import TokenSource
+	from ..settings import AccountSettings
 
 #: in order of preference
 MECHANISMS = ("OAUTHBEARER", "XOAUTH2")
@@ -138,7 +143,7 @@ def no_mechanism(server: str, offered: Iterable[str]) -> AuthenticationFailed:
 	)
 
 
-def require_source(account) -> object:
+def require_source(account: AccountSettings) -> TokenSource:
 	"""The account's token source; an error a person can act on when the shell attached none."""
 	if account.token_source is None:
 		raise AuthenticationFailed(
