@@ -29,8 +29,12 @@ import io
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import ServerMisbehaved, ServerTooSlow, TimeLimitReached
+
+if TYPE_CHECKING:
+	from _typeshed import ReadableBuffer
 
 #: one command may take this many read timeouts, plus the time its bytes need at MIN_RATE
 COMMAND_TIMEOUTS = 4
@@ -121,7 +125,7 @@ class Guard:
 		self._check_response(size)
 		return file.read(size)
 
-	def sendall(self, sock: socket.socket, data: bytes) -> None:
+	def sendall(self, sock: socket.socket, data: ReadableBuffer) -> None:
 		view = memoryview(data)
 		for start in range(0, len(view), CHUNK):
 			part = view[start : start + CHUNK]

@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imapclient import IMAPClient, imap4, tls
 from imapclient.exceptions import LoginError, ProtocolError
 from imapclient.imapclient import SocketTimeout
 
-from ..errors import EmailSyncError, FolderMissing, ServerMisbehaved, ServerRefused, TLSFailed
+from ..errors import ConfigError, EmailSyncError, FolderMissing, ServerMisbehaved, ServerRefused, TLSFailed
 from ..settings import AccountSettings
 from . import (
 	connection_lost,
@@ -78,10 +78,18 @@ class FolderStatus:
 	unseen: int | None = None
 
 
-class _Guarded:
+if TYPE_CHECKING:
+	from _typeshed import ReadableBuffer
+
+	_IMAP4Base = imaplib.IMAP4
+else:
+	_IMAP4Base = object
+
+
+class _Guarded(_IMAP4Base):
 	"""imaplib's reading and writing, through a Guard; a command begins with its tag."""
 
-	def __init__(self, *args, guard: Guard, **kwargs):
+	def __init__(self, *args: Any, guard: Guard, **kwargs: Any):
 		self.guard = guard
 		super().__init__(*args, **kwargs)
 
@@ -97,16 +105,18 @@ class _Guarded:
 	def readline(self) -> bytes:
 		return self.guard.readline(self._reader())
 
-	def send(self, data: bytes) -> None:
+	def send(self, data: ReadableBuffer) -> None:
 		self.guard.sendall(self.sock, data)
 
-	def _new_tag(self):
-		self.guard.begin()
-		return super()._new_tag()
+	# _new_tag and _append_untagged are imaplib's own (private, so not in its type stubs)
 
-	def _append_untagged(self, typ, dat) -> None:
+	def _new_tag(self) -> bytes:
+		self.guard.begin()
+		return super()._new_tag()  # type: ignore[misc]  # not in imaplib's stubs
+
+	def _append_untagged(self, typ: str, dat: bytes) -> None:
 		self.guard.count_response()
-		super()._append_untagged(typ, dat)
+		super()._append_untagged(typ, dat)  # type: ignore[misc]  # not in imaplib's stubs
 
 
 class _GuardedIMAP4(_Guarded, imap4.IMAP4WithTimeout):
@@ -163,6 +173,19 @@ class ImapMailbox:
 			host, port=port, ssl=use_ssl, ssl_context=context, timeout=timeout, guard=self._guard
 		)
 
+	@property
+	def client(self) -> IMAPClient:
+		"""The IMAPClient of the open session."""
+		if self._client is None:
+			raise RuntimeError(f"The IMAP session with {self.server} is not open: call open() first.")
+		return self._client
+
+	@property
+	def _host(self) -> str:
+		if not self.account.email_server:
+			raise ConfigError("email_server is not set", account=self.account.name)
+		return self.account.email_server
+
 	# -- session -------------------------------------------------------------------------------
 
 	def __enter__(self) -> ImapMailbox:
@@ -203,14 +226,14 @@ class ImapMailbox:
 		mode, context = security_of(acct)
 		log.debug("connecting to %s (%s)", self.server, mode)
 		timeout = SocketTimeout(connect=acct.timeout, read=acct.timeout)
-		self._client = self._factory(acct.email_server, acct.port, acct.use_ssl, context, timeout)
+		self._client = client = self._factory(self._host, acct.port, acct.use_ssl, context, timeout)
 		if acct.use_starttls:
-			if not self._client.has_capability("STARTTLS"):
+			if not client.has_capability("STARTTLS"):
 				raise TLSFailed(
 					f"{self.server} does not offer STARTTLS.",
 					hint="Use SSL (port 993), or turn off use_starttls to send everything in plain text.",
 				)
-			self._client.starttls(context)
+			client.starttls(context)
 
 	def _login(self) -> None:
 		acct = self.account
@@ -221,9 +244,9 @@ class ImapMailbox:
 		require_encodable_password(acct)
 		remember_password(acct)
 		if (acct.login + password).isascii():
-			self._client.login(acct.login, password)
+			self.client.login(acct.login, password)
 		else:  # LOGIN takes ASCII only; AUTHENTICATE PLAIN carries UTF-8
-			self._client.plain_login(acct.login, password)
+			self.client.plain_login(acct.login, password)
 		self._logged_in = True
 		log.debug("logged in to %s as %s", self.server, acct.login)
 
@@ -231,7 +254,7 @@ class ImapMailbox:
 		"""AUTHENTICATE OAUTHBEARER or XOAUTH2, whichever the server offers (see ``sasl``)."""
 		acct = self.account
 		source = sasl.require_source(acct)
-		offered = [_text(c)[5:] for c in self._client.capabilities() if _text(c).upper().startswith("AUTH=")]
+		offered = [_text(c)[5:] for c in self.client.capabilities() if _text(c).upper().startswith("AUTH=")]
 		mechanism = sasl.choose(offered)
 		if mechanism is None:
 			raise sasl.no_mechanism(self.server, offered)
@@ -239,7 +262,7 @@ class ImapMailbox:
 		def attempt(token: str) -> None:
 			conversation = sasl.Conversation(mechanism, acct.login, token, acct.email_server, acct.port)
 			try:
-				self._client._imap.authenticate(mechanism, conversation)
+				self.client._imap.authenticate(mechanism, conversation)
 			except imaplib.IMAP4.abort:
 				raise
 			except imaplib.IMAP4.error as exc:
@@ -277,7 +300,7 @@ class ImapMailbox:
 			self._guard.broken = True
 			connecting = not self._logged_in
 			raise network_error(
-				exc, acct.email_server, acct.port, acct.timeout, connecting=connecting
+				exc, acct.email_server or "", acct.port, acct.timeout, connecting=connecting
 			) from scrubbed(exc)
 
 	def _words(self, exc: Exception) -> str:
@@ -307,17 +330,17 @@ class ImapMailbox:
 
 	def capabilities(self) -> tuple[str, ...]:
 		with self._errors("list its capabilities"):
-			return tuple(_text(c) for c in self._client.capabilities())
+			return tuple(_text(c) for c in self.client.capabilities())
 
 	def list_folders(self) -> list[FolderInfo]:
 		with self._errors("list the folders"):
-			rows = self._client.list_folders()
+			rows = self.client.list_folders()
 		return [_folder_info(flags, delimiter, name) for flags, delimiter, name in rows]
 
 	def folder_status(self, name: str) -> FolderStatus:
 		"""Counts and UIDs of a folder, with STATUS (the folder is not selected)."""
 		with self._on_folder(name, "give the status of"):
-			data = self._client.folder_status(name, [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN"])
+			data = self.client.folder_status(name, [b"MESSAGES", b"UIDNEXT", b"UIDVALIDITY", b"UNSEEN"])
 		return FolderStatus(
 			name,
 			uidvalidity=int(data.get(b"UIDVALIDITY", 0)),
@@ -328,7 +351,7 @@ class ImapMailbox:
 
 	def select(self, name: str, readonly: bool = False) -> FolderStatus:
 		with self._on_folder(name, "select"):
-			data = self._client.select_folder(name, readonly=readonly)
+			data = self.client.select_folder(name, readonly=readonly)
 		return FolderStatus(
 			name,
 			uidvalidity=int(data.get(b"UIDVALIDITY", 0)),
@@ -340,8 +363,7 @@ class ImapMailbox:
 		"""Create the Sent folder as mail clients do, and return its name: ``name``, else "Sent" in
 		the personal namespace (e.g. "INBOX.Sent" where folders live under INBOX). It is marked
 		\\Sent where the server takes that with CREATE (CREATE-SPECIAL-USE, RFC 6154), and subscribed."""
-		client = self._client
-		assert client is not None, "open() first"
+		client = self.client
 		caps = {c.upper() for c in self.capabilities()}
 		if not name:
 			prefix = ""
@@ -385,7 +407,7 @@ class ImapMailbox:
 	def search(self, criteria: Sequence[str]) -> list[int]:
 		"""UIDs matching ``criteria`` (e.g. ["UNSEEN"]), ascending."""
 		with self._errors("search"):
-			return sorted(self._client.search(list(criteria)))
+			return sorted(self.client.search(list(criteria)))
 
 	def uids_above(self, last_uid: int, *, unseen_only: bool = False) -> list[int]:
 		"""UIDs greater than ``last_uid``, ascending (only unseen ones if asked)."""
@@ -447,7 +469,7 @@ class ImapMailbox:
 		"""UID FETCH ``what`` batch by batch: (uid, item) in ascending order, asked-for UIDs only."""
 		for batch in uid_batches(sorted(set(uids)), batch_size, sizes, max_bytes):
 			with self._errors(action):
-				response = self._client.fetch(batch, [what])
+				response = self.client.fetch(batch, [what])
 			wanted = set(batch)
 			for uid in sorted(u for u in response if u in wanted):
 				yield uid, response[uid]
@@ -455,7 +477,7 @@ class ImapMailbox:
 	def add_flags(self, uids: Iterable[int], flags: Sequence[str]) -> None:
 		for batch in uid_batches(sorted(set(uids)), META_BATCH):
 			with self._errors("set flags"):
-				self._client.add_flags(batch, list(flags), silent=True)
+				self.client.add_flags(batch, list(flags), silent=True)
 
 	def mark_seen(self, uids: Iterable[int]) -> None:
 		self.add_flags(uids, ["\\Seen"])
@@ -465,7 +487,7 @@ class ImapMailbox:
 	) -> int | None:
 		"""Store ``raw`` in ``folder``; its UID when the server says (UIDPLUS), else None."""
 		with self._on_folder(folder, "append to"):
-			response = self._client.append(folder, raw, tuple(flags), date)
+			response = self.client.append(folder, raw, tuple(flags), date)
 		match = APPENDUID_RE.search(response or b"")
 		return int(match.group(1)) if match else None
 

@@ -25,6 +25,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import secrets
 from ..errors import (
@@ -32,6 +33,7 @@ from ..errors import (
 	ConnectionLost,
 	FolderMissing,
 	PermanentSendError,
+	SendError,
 	ServerRefused,
 	TemporarySendError,
 	TLSFailed,
@@ -50,6 +52,13 @@ from . import (
 )
 from .guard import Guard, Limits
 
+if TYPE_CHECKING:
+	from _typeshed import ReadableBuffer
+
+	_SMTPBase = smtplib.SMTP
+else:
+	_SMTPBase = object
+
 log = logging.getLogger(__name__)
 protocol_log = logging.getLogger(__name__ + ".protocol")
 PROTOCOL_LOG_CHARS = 2000  # a message's DATA would otherwise go to the log whole
@@ -62,12 +71,14 @@ RETRY_HINT = "The message stays in the outbox and is tried again later."
 
 SmtpFactory = Callable[[AccountSettings, "ssl.SSLContext | None"], smtplib.SMTP]
 
+#: smtplib's longest reply line (8 KB)
+_MAXLINE: int = smtplib._MAXLINE  # type: ignore[attr-defined]  # private, so not in smtplib's stubs
 #: lines in one reply (an EHLO reply has a dozen); the line length stays smtplib's (8 KB)
 MAX_REPLY_LINES = 1000
 REPLY_LIMITS = Limits(
-	line=smtplib._MAXLINE,
+	line=_MAXLINE,
 	literal=0,
-	response=MAX_REPLY_LINES * (smtplib._MAXLINE + 2),
+	response=MAX_REPLY_LINES * (_MAXLINE + 2),
 	responses=MAX_REPLY_LINES,
 )
 
@@ -117,14 +128,14 @@ class _GuardedFile:
 		self._file.close()
 
 
-class _Guarded:
+class _Guarded(_SMTPBase):
 	"""smtplib's reading and writing, through a Guard; a command begins with what we send."""
 
-	def __init__(self, *args, guard: Guard, **kwargs):
+	def __init__(self, *args: Any, guard: Guard, **kwargs: Any):
 		self.guard = guard
 		super().__init__(*args, **kwargs)
 
-	def send(self, s: bytes | str) -> None:
+	def send(self, s: ReadableBuffer | str) -> None:
 		if not self.sock:
 			raise smtplib.SMTPServerDisconnected("please run connect() first")
 		if isinstance(s, str):
@@ -136,25 +147,25 @@ class _Guarded:
 			self.close()
 			raise smtplib.SMTPServerDisconnected("Server not connected")
 
-	def getreply(self):
+	def getreply(self) -> tuple[int, bytes]:
 		if self.sock is not None and not isinstance(self.file, _GuardedFile):  # new, or after STARTTLS
 			self.file = _GuardedFile(self.sock, self.guard)
 		return super().getreply()
 
 
-class _ProtocolLog:
+class _ProtocolLog(_SMTPBase):
 	"""smtplib's debug trace as DEBUG records of ``protocol_log`` (scrubbed, cut), never on stderr."""
 
-	def __init__(self, *args, **kwargs):
+	def __init__(self, *args: Any, **kwargs: Any):
 		self.debuglevel = 1 if protocol_log.isEnabledFor(logging.DEBUG) else 0
 		super().__init__(*args, **kwargs)
 
-	def send(self, s: bytes | str) -> None:
+	def send(self, s: ReadableBuffer | str) -> None:
 		if self.debuglevel > 0:  # smtplib's own send, which says so, is replaced by the Guard's
 			self._print_debug("send:", repr(s))
 		super().send(s)
 
-	def _print_debug(self, *args) -> None:
+	def _print_debug(self, *args: object) -> None:
 		text = secrets.scrub(" ".join(str(a) for a in args))
 		cut = len(text) - PROTOCOL_LOG_CHARS
 		protocol_log.debug("%s", text[:PROTOCOL_LOG_CHARS] + (f"... ({cut} more)" if cut > 0 else ""))
@@ -206,6 +217,13 @@ class SmtpSender:
 
 	def __exit__(self, *exc) -> None:
 		self.close()
+
+	@property
+	def client(self) -> smtplib.SMTP:
+		"""The smtplib session that is open."""
+		if self._smtp is None:
+			raise RuntimeError(f"The SMTP session with {self.server} is not open: call connect() first.")
+		return self._smtp
 
 	@property
 	def connected(self) -> bool:
@@ -381,15 +399,14 @@ class SmtpSender:
 		if not self.connected:
 			self.close()
 			self.connect()
-		smtp = self._smtp
+		smtp = self.client
 		limit = self.max_size
 		if limit and len(raw) > limit:
 			error = PermanentSendError(
 				f"The message is {_size(len(raw))}, more than the {_size(limit)} {self.server} takes.",
 				hint="Send smaller attachments, or links to them.",
 			)
-			error.smtp_code = 552  # what the server would answer (RFC 1870)
-			raise error
+			raise _with_code(error, 552)  # what the server would answer (RFC 1870)
 		options = []
 		if not all(a.isascii() for a in (from_addr, *recipients)):
 			if not smtp.has_extn("smtputf8"):
@@ -399,7 +416,7 @@ class SmtpSender:
 				)
 			options.append("SMTPUTF8")
 		try:
-			refused = smtp.sendmail(from_addr, recipients, raw, mail_options=options)
+			refusals = smtp.sendmail(from_addr, recipients, raw, mail_options=options)
 		except smtplib.SMTPRecipientsRefused as exc:
 			self._forget_if_closed()
 			refused = {rcpt: (code, _text(text)) for rcpt, (code, text) in exc.recipients.items()}
@@ -431,15 +448,15 @@ class SmtpSender:
 			raise
 		except OSError as exc:
 			self._forget()
-			error = network_error(
+			lost = network_error(
 				exc,
 				self.account.smtp_server or "",
 				self.account.outgoing_port,
 				self.account.timeout,
 				connecting=False,
 			)
-			raise TemporarySendError(error.message, hint=RETRY_HINT) from None
-		refused = {rcpt: (code, _text(text)) for rcpt, (code, text) in refused.items()}
+			raise TemporarySendError(lost.message, hint=RETRY_HINT) from None
+		refused = {rcpt: (code, _text(text)) for rcpt, (code, text) in refusals.items()}
 		return SendOutcome(tuple(r for r in recipients if r not in refused), refused)
 
 	def _forget(self) -> None:
@@ -474,11 +491,21 @@ def _size(n: int) -> str:
 
 def _by_code(code: int, what: str, text: bytes | str) -> TemporarySendError | PermanentSendError:
 	words = _words(code, text)
+	error: TemporarySendError | PermanentSendError
 	if 400 <= code < 500:
 		error = TemporarySendError(f"{what} for now: {words}", hint=RETRY_HINT)
 	else:
 		error = PermanentSendError(f"{what}: {words}", hint="The server's words say why.")
-	error.smtp_code = code
+	return _with_code(error, code)
+
+
+_SendErrorT = TypeVar("_SendErrorT", bound=SendError)
+
+
+def _with_code(error: _SendErrorT, code: int) -> _SendErrorT:
+	"""``error`` with the SMTP reply code it stands for, as ``smtp_code`` (the outbox records it).
+	The errors' classes do not declare the attribute, so it is set by name."""
+	setattr(error, "smtp_code", code)  # noqa: B010
 	return error
 
 
