@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from .. import secrets
 from ..errors import (
 	AuthenticationFailed,
+	ConfigError,
 	ConnectionLost,
 	ConnectionRefused,
 	ConnectionTimeout,
@@ -46,6 +47,14 @@ def open_incoming(account: AccountSettings, **kw):
 	from .pop3 import Pop3Mailbox
 
 	return Pop3Mailbox(account, **kw)
+
+
+def incoming_host(account: AccountSettings) -> str:
+	"""The incoming server's name (the settings check refuses an account without one; a host of
+	None would reach the local machine)."""
+	if not account.email_server:
+		raise ConfigError("email_server is not set", account=account.name)
+	return account.email_server
 
 
 def uid_batches(

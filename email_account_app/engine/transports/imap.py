@@ -25,10 +25,11 @@ from imapclient import IMAPClient, imap4, tls
 from imapclient.exceptions import LoginError, ProtocolError
 from imapclient.imapclient import SocketTimeout
 
-from ..errors import ConfigError, EmailSyncError, FolderMissing, ServerMisbehaved, ServerRefused, TLSFailed
+from ..errors import EmailSyncError, FolderMissing, ServerMisbehaved, ServerRefused, TLSFailed
 from ..settings import AccountSettings
 from . import (
 	connection_lost,
+	incoming_host,
 	login_failed,
 	network_error,
 	remember_password,
@@ -180,12 +181,6 @@ class ImapMailbox:
 			raise RuntimeError(f"The IMAP session with {self.server} is not open: call open() first.")
 		return self._client
 
-	@property
-	def _host(self) -> str:
-		if not self.account.email_server:
-			raise ConfigError("email_server is not set", account=self.account.name)
-		return self.account.email_server
-
 	# -- session -------------------------------------------------------------------------------
 
 	def __enter__(self) -> ImapMailbox:
@@ -226,7 +221,7 @@ class ImapMailbox:
 		mode, context = security_of(acct)
 		log.debug("connecting to %s (%s)", self.server, mode)
 		timeout = SocketTimeout(connect=acct.timeout, read=acct.timeout)
-		self._client = client = self._factory(self._host, acct.port, acct.use_ssl, context, timeout)
+		self._client = client = self._factory(incoming_host(acct), acct.port, acct.use_ssl, context, timeout)
 		if acct.use_starttls:
 			if not client.has_capability("STARTTLS"):
 				raise TLSFailed(

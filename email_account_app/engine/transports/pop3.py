@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ..errors import ConfigError, EmailSyncError, ServerMisbehaved, TLSFailed
+from ..errors import EmailSyncError, ServerMisbehaved, TLSFailed
 from ..settings import AccountSettings
 from . import (
 	connection_lost,
+	incoming_host,
 	login_failed,
 	network_error,
 	remember_password,
@@ -133,12 +134,6 @@ class Pop3Mailbox:
 			raise RuntimeError(f"The POP3 session with {self.server} is not open: call open() first.")
 		return self._client
 
-	@property
-	def _host(self) -> str:
-		if not self.account.email_server:
-			raise ConfigError("email_server is not set", account=self.account.name)
-		return self.account.email_server
-
 	# -- session -------------------------------------------------------------------------------
 
 	def __enter__(self) -> Pop3Mailbox:
@@ -179,7 +174,9 @@ class Pop3Mailbox:
 		acct = self.account
 		mode, context = security_of(acct)
 		log.debug("connecting to %s (%s)", self.server, mode)
-		self._client = client = self._factory(self._host, acct.port, acct.use_ssl, context, acct.timeout)
+		self._client = client = self._factory(
+			incoming_host(acct), acct.port, acct.use_ssl, context, acct.timeout
+		)
 		if acct.use_starttls:
 			if "STLS" not in self.capabilities():
 				raise TLSFailed(
