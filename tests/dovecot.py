@@ -480,16 +480,15 @@ def _text(value: bytes | str) -> str:
 	return value.decode() if isinstance(value, bytes) else value
 
 
-class FlakyProxy:
-	"""A TCP proxy on loopback in front of ``target_port`` that can fail on request.
+class LoopbackProxy:
+	"""A TCP proxy on loopback in front of ``target_port``: the listener, the accept loop and the
+	threads; a subclass says what to do with each connected pair (``_serve``)."""
 
-	``drop_after(n)``: forward ``n`` more bytes from the server, then close the connections.
-	``stall()``: stop forwarding in both directions; the connections stay open, so the client's
-	timeout is what ends the wait. ``heal()``: back to forwarding.
-	"""
-
-	MAX_CONNECTIONS = 16
 	POLL = 0.1
+	#: connections accepted at most at once (None: any number)
+	MAX_CONNECTIONS: int | None = None
+	#: the socket timeout of each connection's two sockets
+	SOCKET_TIMEOUT = POLL
 
 	def __init__(self, target_port: int, host: str = HOST):
 		self.host = host
@@ -498,12 +497,68 @@ class FlakyProxy:
 		self._listener.settimeout(self.POLL)
 		self.port = self._listener.getsockname()[1]
 		self._lock = threading.Lock()
-		self._budget: int | None = None
-		self._stalled = threading.Event()
 		self._closed = threading.Event()
 		self._sockets: list[socket.socket] = []
 		self._threads: list[threading.Thread] = []
+
+	def start(self) -> None:
 		self._spawn(self._accept_loop)
+
+	def close(self) -> None:
+		self._closed.set()
+		self._listener.close()
+		with self._lock:
+			for sock in self._sockets:
+				sock.close()
+		for thread in self._threads:
+			thread.join(timeout=2)
+
+	def _spawn(self, target, *args) -> None:
+		thread = threading.Thread(target=target, args=args, daemon=True)
+		self._threads.append(thread)
+		thread.start()
+
+	def _accept_loop(self) -> None:
+		while not self._closed.is_set():
+			try:
+				client, _ = self._listener.accept()
+			except TimeoutError:
+				continue
+			except OSError:
+				return
+			if self.MAX_CONNECTIONS is not None and len(self._sockets) >= 2 * self.MAX_CONNECTIONS:
+				client.close()
+				continue
+			try:
+				server = socket.create_connection((self.host, self.target_port), timeout=5)
+			except OSError:
+				client.close()
+				continue
+			for sock in (client, server):
+				sock.settimeout(self.SOCKET_TIMEOUT)
+			with self._lock:
+				self._sockets += [client, server]
+			self._serve(client, server)
+
+	def _serve(self, client: socket.socket, server: socket.socket) -> None:
+		raise NotImplementedError
+
+
+class FlakyProxy(LoopbackProxy):
+	"""A TCP proxy on loopback in front of ``target_port`` that can fail on request.
+
+	``drop_after(n)``: forward ``n`` more bytes from the server, then close the connections.
+	``stall()``: stop forwarding in both directions; the connections stay open, so the client's
+	timeout is what ends the wait. ``heal()``: back to forwarding.
+	"""
+
+	MAX_CONNECTIONS = 16
+
+	def __init__(self, target_port: int, host: str = HOST):
+		super().__init__(target_port, host)
+		self._budget: int | None = None
+		self._stalled = threading.Event()
+		self.start()
 
 	# -- controls --------------------------------------------------------------------------------
 
@@ -519,44 +574,11 @@ class FlakyProxy:
 			self._budget = None
 		self._stalled.clear()
 
-	def close(self) -> None:
-		self._closed.set()
-		self._listener.close()
-		with self._lock:
-			for sock in self._sockets:
-				sock.close()
-		for thread in self._threads:
-			thread.join(timeout=2)
-
 	# -- plumbing --------------------------------------------------------------------------------
 
-	def _spawn(self, target, *args) -> None:
-		thread = threading.Thread(target=target, args=args, daemon=True)
-		self._threads.append(thread)
-		thread.start()
-
-	def _accept_loop(self) -> None:
-		while not self._closed.is_set():
-			try:
-				client, _ = self._listener.accept()
-			except TimeoutError:
-				continue
-			except OSError:
-				return
-			if len(self._sockets) >= 2 * self.MAX_CONNECTIONS:
-				client.close()
-				continue
-			try:
-				server = socket.create_connection((self.host, self.target_port), timeout=5)
-			except OSError:
-				client.close()
-				continue
-			for sock in (client, server):
-				sock.settimeout(self.POLL)
-			with self._lock:
-				self._sockets += [client, server]
-			self._spawn(self._pump, client, server, False)
-			self._spawn(self._pump, server, client, True)
+	def _serve(self, client: socket.socket, server: socket.socket) -> None:
+		self._spawn(self._pump, client, server, False)
+		self._spawn(self._pump, server, client, True)
 
 	def _pump(self, src: socket.socket, dst: socket.socket, from_server: bool) -> None:
 		try:

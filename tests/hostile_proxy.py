@@ -19,11 +19,11 @@ from __future__ import annotations
 import re
 import select
 import socket
-import threading
 import time
 from dataclasses import dataclass
 
-HOST = "127.0.0.1"
+from .dovecot import HOST, LoopbackProxy
+
 LITERAL_RE = re.compile(rb"\{(\d+)\}\r\n")
 
 
@@ -45,21 +45,14 @@ class _Connection:
 		self.done = False
 
 
-class HostileProxy:
+class HostileProxy(LoopbackProxy):
 	POLL = 0.05
+	SOCKET_TIMEOUT = 30  # sends wait for a slow reader; receives poll (see _recv)
 
 	def __init__(self, target_port: int, host: str = HOST):
-		self.host = host
-		self.target_port = target_port
-		self._listener = socket.create_server((host, 0))
-		self._listener.settimeout(self.POLL)
-		self.port = self._listener.getsockname()[1]
+		super().__init__(target_port, host)
 		self._plan: Misbehaviour | None = None
-		self._closed = threading.Event()
-		self._lock = threading.Lock()
-		self._sockets: list[socket.socket] = []
-		self._threads: list[threading.Thread] = []
-		self._spawn(self._accept_loop)
+		self.start()
 
 	def misbehave(self, action: str, **options) -> None:
 		self._plan = Misbehaviour(action, **options)
@@ -67,42 +60,12 @@ class HostileProxy:
 	def heal(self) -> None:
 		self._plan = None
 
-	def close(self) -> None:
-		self._closed.set()
-		self._listener.close()
-		with self._lock:
-			for sock in self._sockets:
-				sock.close()
-		for thread in self._threads:
-			thread.join(timeout=2)
-
 	# -- plumbing --------------------------------------------------------------------------------
 
-	def _spawn(self, target, *args) -> None:
-		thread = threading.Thread(target=target, args=args, daemon=True)
-		self._threads.append(thread)
-		thread.start()
-
-	def _accept_loop(self) -> None:
-		while not self._closed.is_set():
-			try:
-				client, _ = self._listener.accept()
-			except TimeoutError:
-				continue
-			except OSError:
-				return
-			try:
-				server = socket.create_connection((self.host, self.target_port), timeout=5)
-			except OSError:
-				client.close()
-				continue
-			for sock in (client, server):
-				sock.settimeout(30)  # sends wait for a slow reader; receives poll (see _recv)
-			with self._lock:
-				self._sockets += [client, server]
-			conn = _Connection(client, server, self._plan)
-			self._spawn(self._upstream, conn)
-			self._spawn(self._downstream, conn)
+	def _serve(self, client: socket.socket, server: socket.socket) -> None:
+		conn = _Connection(client, server, self._plan)
+		self._spawn(self._upstream, conn)
+		self._spawn(self._downstream, conn)
 
 	def _upstream(self, conn: _Connection) -> None:
 		"""Client to server, unchanged; notes the trigger."""

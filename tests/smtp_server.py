@@ -15,6 +15,7 @@ announce a small SIZE; ``server.connections`` counts the TCP connections it took
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import socket
@@ -302,19 +303,27 @@ class SmtpServer:
 		return data
 
 
-@pytest.fixture(scope="session")
-def smtp_servers() -> Iterator[dict[str, SmtpServer]]:
-	directory = Path(tempfile.mkdtemp(prefix="email-sync-smtp-"))
+@contextlib.contextmanager
+def _servers(prefix: str, modes: tuple[str, ...], **options) -> Iterator[dict[str, SmtpServer]]:
+	"""One SMTP server per mode, sharing a certificate authority in a folder of their own; all
+	stopped and the folder removed at the end."""
+	directory = Path(tempfile.mkdtemp(prefix=prefix))
 	ca = trustme.CA()
 	ca_file = str(directory / "ca.pem")
 	ca.cert_pem.write_to_path(ca_file)
-	servers = {mode: SmtpServer(mode, ca, ca_file) for mode in ("starttls", "ssl", "plain")}
+	servers = {mode: SmtpServer(mode, ca, ca_file, **options) for mode in modes}
 	try:
 		yield servers
 	finally:
 		for server in servers.values():
 			server.stop()
 		shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smtp_servers() -> Iterator[dict[str, SmtpServer]]:
+	with _servers("email-sync-smtp-", ("starttls", "ssl", "plain")) as servers:
+		yield servers
 
 
 @pytest.fixture
@@ -337,20 +346,9 @@ def smtp_plain(smtp_servers) -> SmtpServer:
 
 @pytest.fixture(scope="session")
 def oauth_smtp_servers(oauth_session_server) -> Iterator[dict[str, SmtpServer]]:
-	directory = Path(tempfile.mkdtemp(prefix="email-sync-smtp-oauth-"))
-	ca = trustme.CA()
-	ca_file = str(directory / "ca.pem")
-	ca.cert_pem.write_to_path(ca_file)
-	servers = {
-		mode: SmtpServer(mode, ca, ca_file, oauth_url=oauth_session_server.url)
-		for mode in ("oauth", "oauthbearer", "xoauth2")
-	}
-	try:
+	modes = ("oauth", "oauthbearer", "xoauth2")
+	with _servers("email-sync-smtp-oauth-", modes, oauth_url=oauth_session_server.url) as servers:
 		yield servers
-	finally:
-		for server in servers.values():
-			server.stop()
-		shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
