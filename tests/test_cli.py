@@ -8,7 +8,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -110,12 +109,6 @@ def test_awaiting_password_without_a_terminal_says_what_to_do(fresh, tmp_path):
 
 
 @pytest.mark.slow
-def _startup_time(command: list[str]) -> float:
-	started = time.monotonic()
-	subprocess.run([*command, "--help"], stdout=subprocess.DEVNULL, check=True)
-	return time.monotonic() - started
-
-
 def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fresh, tmp_path):
 	"""Kill the pull again and again; when it finally completes, every message is there once."""
 	rng = random.Random(20261123)
@@ -130,14 +123,11 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fresh, tmp_path)
 	)
 	db = tmp_path / "db.sqlite3"
 	cmd = [sys.executable, "-m", "email_account_app.cli", "--config", str(config), "pull", "--db", str(db)]
-	# each kill comes after the command has started (its start-up time on this machine, now) and
-	# somewhere in its work, so a busy machine slows the pull without starving it
-	startup = min(_startup_time(cmd[:3]) for _ in range(3))  # warm: not the first, compiling run
 	kills = 0
 	for _attempt in range(200):
 		proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 		try:
-			proc.wait(timeout=startup + rng.uniform(0.05, 0.75))
+			proc.wait(timeout=rng.uniform(0.15, 0.9))
 		except subprocess.TimeoutExpired:
 			proc.send_signal(signal.SIGKILL)
 			proc.wait()
