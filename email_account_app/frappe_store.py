@@ -207,6 +207,8 @@ class FrappeStore:
 	def __init__(self, *, commit: bool = True):
 		self.commit = commit
 		self._doctypes: list[str] | None = None
+		self._doctype_ok: dict[str, bool] = {}
+		self._inbox_users: dict[str, list[str]] = {}
 
 	# -- transactions --------------------------------------------------------------------------
 
@@ -266,20 +268,32 @@ class FrappeStore:
 			self._put_cursor(account, folder, cursor)
 
 	def _put_cursor(self, account: str, folder: str, cursor: Cursor | None) -> None:
+		"""Plain statements, not documents: this runs once per message, in its transaction."""
 		if cursor is None:
 			return
-		values = {
-			"uidvalidity": cursor.uidvalidity,
-			"last_uid": cursor.last_uid,
-			"seen_uid": cursor.seen_uid or 0,
-		}
-		name = frappe.db.get_value(CURSOR, {"account": account, "folder": folder})
-		if name:
-			frappe.db.set_value(CURSOR, name, values)
-		else:
-			frappe.get_doc({"doctype": CURSOR, "account": account, "folder": folder, **values}).insert(
-				ignore_permissions=True
+		values = (cursor.uidvalidity, cursor.last_uid, cursor.seen_uid or 0)
+		rows = frappe.db.sql(
+			f"SELECT name, uidvalidity, last_uid, seen_uid FROM `tab{CURSOR}` WHERE account=%s AND folder=%s",
+			(account, folder),
+		)
+		if rows and tuple(cint(v) for v in rows[0][1:]) == values:
+			return  # the folder's position (and core's, written with it) is this already
+		if rows:
+			frappe.db.sql(
+				f"UPDATE `tab{CURSOR}` SET uidvalidity=%s, last_uid=%s, seen_uid=%s, modified=%s WHERE name=%s",
+				(*values, frappe.utils.now_datetime(), rows[0][0]),
 			)
+		else:
+			frappe.get_doc(
+				{
+					"doctype": CURSOR,
+					"account": account,
+					"folder": folder,
+					"uidvalidity": values[0],
+					"last_uid": values[1],
+					"seen_uid": values[2],
+				}
+			).db_insert()
 		self._put_core_position(account, folder, cursor)
 
 	def _put_core_position(self, account: str, folder: str, cursor: Cursor) -> None:
@@ -287,14 +301,13 @@ class FrappeStore:
 		UIDVALIDITY (a string) and UIDNEXT, and the account's UIDNEXT."""
 		if not cursor.uidvalidity:  # POP3: core keeps no position
 			return
-		uidnext = str(cursor.last_uid + 1)
-		frappe.db.set_value(
-			IMAP_FOLDER,
-			{"parenttype": ACCOUNT, "parent": account, "folder_name": folder},
-			{"uidvalidity": str(cursor.uidvalidity), "uidnext": uidnext},
-			update_modified=False,
+		uidnext = cursor.last_uid + 1
+		frappe.db.sql(
+			f"""UPDATE `tab{IMAP_FOLDER}` SET uidvalidity=%s, uidnext=%s
+			WHERE parenttype=%s AND parent=%s AND folder_name=%s""",
+			(str(cursor.uidvalidity), str(uidnext), ACCOUNT, account, folder),
 		)
-		frappe.db.set_value(ACCOUNT, account, "uidnext", cint(uidnext), update_modified=False)
+		frappe.db.sql(f"UPDATE `tab{ACCOUNT}` SET uidnext=%s WHERE name=%s", (uidnext, account))
 
 	# -- identity ------------------------------------------------------------------------------
 
@@ -375,23 +388,23 @@ class FrappeStore:
 			frappe.db.bulk_insert(MESSAGE, fields, rows, ignore_duplicates=True)
 
 	def _exists(self, account: str, message_id: str | None, location: Location | None) -> bool:
-		if message_id and frappe.db.exists(MESSAGE, {"account": account, "message_key": key(message_id)}):
-			return True
-		if message_id and self._communication_ids(account, [message_id]):
-			return True
+		"""The ledger's (account, Message-ID) or (account, folder, UIDVALIDITY, UID), or a
+		Communication of the account with the Message-ID (core stored it): one round trip."""
+		parts: list[str] = []
+		values: list[Any] = []
+		if message_id:
+			parts.append(f"SELECT 1 FROM `tab{MESSAGE}` WHERE account=%s AND message_key=%s")
+			values += [account, key(message_id)]
+			parts.append(f"SELECT 1 FROM `tab{COMMUNICATION}` WHERE {ACCOUNT_FIELD}=%s AND message_id=%s")
+			values += [account, message_id]
 		if location is not None:
-			return bool(
-				frappe.db.exists(
-					MESSAGE,
-					{
-						"account": account,
-						"folder": location.folder,
-						"uidvalidity": location.uidvalidity,
-						"uid": location.uid,
-					},
-				)
+			parts.append(
+				f"SELECT 1 FROM `tab{MESSAGE}` WHERE account=%s AND folder=%s AND uidvalidity=%s AND uid=%s"
 			)
-		return False
+			values += [account, location.folder, location.uidvalidity, location.uid]
+		if not parts:
+			return False
+		return bool(frappe.db.sql(" UNION ALL ".join(f"({p} LIMIT 1)" for p in parts) + " LIMIT 1", values))
 
 	# -- threading -----------------------------------------------------------------------------
 
@@ -408,6 +421,16 @@ class FrappeStore:
 		"message_key",
 		"participants",
 	)
+
+	def _ledger(self, where: str, values: Mapping[str, Any], order_by: str, limit: int | None = None) -> list:
+		"""Ledger rows with the fields a CommunicationRef needs, by a plain query (routing asks
+		several times per message; ``frappe.get_all``'s filter parsing would cost more than the
+		query)."""
+		fields = ", ".join(f"`{f}`" for f in self._REF_FIELDS)
+		query = f"SELECT {fields} FROM `tab{MESSAGE}` WHERE {where} ORDER BY {order_by}"
+		if limit:
+			query += f" LIMIT {int(limit)}"
+		return frappe.db.sql(query, values, as_dict=True)
 
 	def _ref(self, row) -> CommunicationRef:
 		document = DocRef(row.reference_doctype, row.reference_name) if row.reference_name else None
@@ -430,11 +453,10 @@ class FrappeStore:
 		if not ids:
 			return None
 		keys = {key(i): i for i in ids}
-		rows = frappe.get_all(
-			MESSAGE,
-			filters={"message_key": ("in", list(keys)), "status": ("in", THREAD_STATUSES)},
-			fields=list(self._REF_FIELDS),
-			order_by="creation asc",
+		rows = self._ledger(
+			"message_key IN %(keys)s AND status IN %(statuses)s",
+			{"keys": tuple(keys), "statuses": THREAD_STATUSES},
+			"creation ASC",
 		)
 		by_id: dict[str, Any] = {}
 		for row in sorted(rows, key=lambda r: r.account != account):  # the account's own first
@@ -447,11 +469,10 @@ class FrappeStore:
 
 	def find_by_thread_token(self, account: str, token: str) -> CommunicationRef | None:
 		"""The thread's first message in the account, else the first any account sent with it."""
-		rows = frappe.get_all(
-			MESSAGE,
-			filters={"thread_token": token, "status": ("in", THREAD_STATUSES)},
-			fields=list(self._REF_FIELDS),
-			order_by="creation asc",
+		rows = self._ledger(
+			"thread_token=%(token)s AND status IN %(statuses)s",
+			{"token": token, "statuses": THREAD_STATUSES},
+			"creation ASC",
 		)
 		rows = [row for row in rows if row.account == account or row.status == SENT_STATUS]
 		rows.sort(key=lambda r: r.account != account)
@@ -461,16 +482,15 @@ class FrappeStore:
 		self, account: str, normalized_subject: str, sender: str, since: datetime
 	) -> CommunicationRef | None:
 		sender = sender.strip().lower()
-		rows = frappe.get_all(
-			MESSAGE,
-			filters={
+		rows = self._ledger(
+			"account=%(account)s AND subject_key=%(subject)s AND `date`>=%(since)s AND status IN %(statuses)s",
+			{
 				"account": account,
-				"subject_key": key(normalized_subject),
-				"date": (">=", to_db(since)),
-				"status": ("in", THREAD_STATUSES),
+				"subject": key(normalized_subject),
+				"since": to_db(since),
+				"statuses": THREAD_STATUSES,
 			},
-			fields=list(self._REF_FIELDS),
-			order_by="date desc",
+			"`date` DESC",
 			limit=50,
 		)
 		for row in rows:
@@ -479,9 +499,18 @@ class FrappeStore:
 		return None
 
 	def document_exists(self, ref: DocRef) -> bool:
-		if not doctype_exists(ref.doctype) or frappe.get_meta(ref.doctype).istable:
+		if not self._document_doctype(ref.doctype):
 			return False
-		return bool(frappe.db.exists(ref.doctype, ref.name))
+		return bool(frappe.db.sql(f"SELECT 1 FROM `tab{ref.doctype}` WHERE name=%s LIMIT 1", ref.name))
+
+	def _document_doctype(self, doctype: str | None) -> bool:
+		"""Whether ``doctype`` is a DocType whose records may be documents (not a child table);
+		asked per message, known for the store's life (one job)."""
+		if not doctype:
+			return False
+		if doctype not in self._doctype_ok:
+			self._doctype_ok[doctype] = doctype_exists(doctype) and not frappe.get_meta(doctype).istable
+		return self._doctype_ok[doctype]
 
 	def document_state(self, ref: DocRef) -> DocumentState | None:
 		if not self.document_exists(ref):
@@ -612,24 +641,23 @@ class FrappeStore:
 				self._put_cursor(account, location.folder, cursor)
 				if self._exists(account, message.message_id, location):
 					return SaveResult(None, duplicate=True)
-				result = self._save_received(account, location, message, decision)
+				result, comm = self._save_received(account, location, message, decision)
 		except frappe.UniqueValidationError:
 			# another pull of the same account stored it first (the unique indexes said so)
 			frappe.clear_last_message()
 			if cursor is not None:
 				self.set_cursor(account, location.folder, cursor)
 			return SaveResult(None, duplicate=True)
-		self._notify_participants(account, result.communication)
+		self._notify_participants(account, comm)
 		return result
 
-	def _notify_participants(self, account: str, communication: str | None) -> None:
+	def _notify_participants(self, account: str, comm) -> None:
 		"""As core's receive does once a new mail is committed: the document's owner and assignees
 		who follow its thread get the mail (Communication.send_email). Queued mail only; a failure
 		is logged against the account, the mail stays stored."""
-		if not communication:
+		if comm is None:
 			return
 		try:
-			comm = frappe.get_doc(COMMUNICATION, communication)
 			comm.send_email(is_inbound_mail_communcation=True)
 			if self.commit:
 				frappe.db.commit()  # nosemgrep: the notice is queued after the mail's own commit
@@ -639,20 +667,22 @@ class FrappeStore:
 			frappe.log_error(
 				title=f"Email Account {account}: thread participants not notified",
 				reference_doctype=COMMUNICATION,
-				reference_name=communication,
+				reference_name=comm.name,
 			)
 
 	def _save_received(
 		self, account: str, location: Location, message: IncomingMessage, decision: Decision
-	) -> SaveResult:
+	) -> tuple[SaveResult, Any]:
+		"""The message stored; with the Communication document inserted (for its notice)."""
 		document, created = decision.document, False
 		if document is not None and not self.document_exists(document):
 			document = None
-		if decision.action == "create" and decision.append_to and doctype_exists(decision.append_to):
+		if decision.action == "create" and self._document_doctype(decision.append_to):
 			document, created = self._create_document(decision.append_to, message), True
 		elif decision.action == "link" and document is not None and decision.set_status:
 			frappe.get_doc(document.doctype, document.name).db_set("status", decision.set_status, notify=True)
-		communication = self._insert_communication(account, location, message, decision, document)
+		comm = self._insert_communication(account, location, message, decision, document)
+		communication = comm.name
 		token = decision.thread_token or (decision.thread.thread_token if decision.thread else None)
 		self._log(
 			account,
@@ -673,7 +703,7 @@ class FrappeStore:
 		)
 		if decision.action == "bounce" and decision.bounced is not None and decision.bounced.name:
 			self._set_delivery_status(decision.bounced.name, "Bounced", force=True)
-		return SaveResult(communication, document=document, created=created)
+		return SaveResult(communication, document=document, created=created), comm
 
 	def _log(
 		self,
@@ -718,7 +748,8 @@ class FrappeStore:
 				"error": error,
 			}
 		)
-		doc.insert(ignore_permissions=True)
+		# its links are the account, the communication just stored and a document seen to exist
+		doc.insert(ignore_permissions=True, ignore_links=True)
 		return doc
 
 	def _insert_communication(
@@ -728,7 +759,8 @@ class FrappeStore:
 		message: IncomingMessage,
 		decision: Decision,
 		document: DocRef | None,
-	) -> str:
+	):
+		"""The Communication, inserted with core's hooks; returns the document."""
 		sender = message.sender
 		use_imap = bool(location.uidvalidity)  # POP3 locations have none
 		comm = frappe.get_doc(
@@ -771,20 +803,31 @@ class FrappeStore:
 		# core marks IMAP mail seen for the users of the account's User Email rows (all of it, \Seen
 		# on the server or not: core's behaviour, kept so that their inbox looks as it did)
 		if use_imap:
-			users = frappe.get_all("User Email", filters={"email_account": account}, pluck="parent")
+			users = self._users_of(account)
 			if users:
-				comm.db_set("_seen", frappe.as_json(sorted(set(users)), indent=None), update_modified=False)
+				comm.db_set("_seen", frappe.as_json(users, indent=None), update_modified=False)
 		notes = self._attach(comm.name, message)
 		content = self._inline_images(comm.content or "", notes["inline"])
 		if notes["dropped"]:
 			content += _dropped_note(notes["dropped"])
 		if content != (comm.content or ""):
 			comm.db_set("content", content, update_modified=False)
-		return comm.name
+		return comm
+
+	def _users_of(self, account: str) -> list[str]:
+		"""The users with the account in their User Email rows (read once per job)."""
+		if account not in self._inbox_users:
+			self._inbox_users[account] = sorted(
+				set(frappe.get_all("User Email", filters={"email_account": account}, pluck="parent"))
+			)
+		return self._inbox_users[account]
 
 	@staticmethod
 	def _communication_name(name: str | None) -> str | None:
-		return name if name and frappe.db.exists(COMMUNICATION, name) else None
+		if not name:
+			return None
+		found = frappe.db.sql(f"SELECT 1 FROM `tab{COMMUNICATION}` WHERE name=%s LIMIT 1", name)
+		return name if found else None
 
 	def _attach(self, communication: str, message: IncomingMessage) -> dict[str, Any]:
 		"""Each attachment as a private File of the communication; one that is too large for the
