@@ -209,6 +209,7 @@ class FrappeStore:
 		self._doctypes: list[str] | None = None
 		self._doctype_ok: dict[str, bool] = {}
 		self._inbox_users: dict[str, list[str]] = {}
+		self._accounts: dict[str, Any] = {}
 
 	# -- transactions --------------------------------------------------------------------------
 
@@ -658,6 +659,8 @@ class FrappeStore:
 		if comm is None:
 			return
 		try:
+			# core's own memo on the Communication (it would load the account again for each mail)
+			comm._outgoing_email_account = self._account(account)
 			comm.send_email(is_inbound_mail_communcation=True)
 			if self.commit:
 				frappe.db.commit()  # nosemgrep: the notice is queued after the mail's own commit
@@ -813,6 +816,14 @@ class FrappeStore:
 		if content != (comm.content or ""):
 			comm.db_set("content", content, update_modified=False)
 		return comm
+
+	def _account(self, account: str):
+		"""The Email Account document, loaded once per job (as core's find would load it)."""
+		if account not in self._accounts:
+			from frappe.email.doctype.email_account.email_account import EmailAccount
+
+			self._accounts[account] = EmailAccount.find(account)
+		return self._accounts[account]
 
 	def _users_of(self, account: str) -> list[str]:
 		"""The users with the account in their User Email rows (read once per job)."""
