@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -123,11 +126,28 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(fresh, tmp_path)
 	)
 	db = tmp_path / "db.sqlite3"
 	cmd = [sys.executable, "-m", "email_account_app.cli", "--config", str(config), "pull", "--db", str(db)]
+
+	def committed() -> int:
+		try:
+			with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+				return conn.execute("SELECT COUNT(*) FROM communications").fetchone()[0]
+		except sqlite3.OperationalError:  # no file or no table yet
+			return 0
+
 	kills = 0
 	for _attempt in range(200):
+		before = committed()
 		proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+		if kills >= 3 and rng.random() < 0.3:
+			assert proc.wait(timeout=300) == 0
+			break
+		# a random moment after this run's first commit: neither before it has done anything on
+		# a loaded machine nor after it has finished on a quiet one
+		deadline = time.monotonic() + 60
+		while proc.poll() is None and committed() == before and time.monotonic() < deadline:
+			time.sleep(0.01)
 		try:
-			proc.wait(timeout=rng.uniform(0.15, 0.9))
+			proc.wait(timeout=rng.uniform(0.0, 0.4))
 		except subprocess.TimeoutExpired:
 			proc.send_signal(signal.SIGKILL)
 			proc.wait()
