@@ -586,29 +586,35 @@ class FrappeStore:
 		]
 
 	def sent_on_thread_since(self, account: str, ref: CommunicationRef, since: datetime) -> bool:
+		"""Mail a person sent on the thread since ``since``: on its document, with its thread token
+		(the ledger) or in reply to it. The engine's own auto-replies and notices are Communications
+		of type "Automated Message" and answer nothing."""
+		since_db = to_db(since)
+		answer = (
+			f"SELECT 1 FROM `tab{COMMUNICATION}` WHERE sent_or_received='Sent' AND communication_medium='Email'"
+			" AND communication_type!='Automated Message' AND communication_date>=%(since)s"
+		)
 		document = ref.document
-		if document is not None and frappe.db.exists(
-			COMMUNICATION,
-			{
-				"sent_or_received": "Sent",
-				"communication_medium": "Email",
-				"reference_doctype": document.doctype,
-				"reference_name": document.name,
-				"communication_date": (">=", to_db(since)),
-			},
+		if document is not None and frappe.db.sql(
+			f"{answer} AND reference_doctype=%(doctype)s AND reference_name=%(name)s LIMIT 1",
+			{"since": since_db, "doctype": document.doctype, "name": document.name},
 		):
 			return True
-		if ref.thread_token and frappe.db.exists(
-			MESSAGE,
-			{
-				"account": account,
-				"status": SENT_STATUS,
-				"thread_token": ref.thread_token,
-				"date": (">=", to_db(since)),
-			},
+		if ref.thread_token and frappe.db.sql(
+			f"""SELECT 1 FROM `tab{MESSAGE}` log
+			LEFT JOIN `tab{COMMUNICATION}` comm ON comm.name=log.communication
+			WHERE log.account=%(account)s AND log.status=%(sent)s AND log.thread_token=%(token)s
+			AND log.`date`>=%(since)s AND IFNULL(comm.communication_type, '')!='Automated Message'
+			LIMIT 1""",
+			{"account": account, "sent": SENT_STATUS, "token": ref.thread_token, "since": since_db},
 		):
 			return True
-		return bool(frappe.db.exists(COMMUNICATION, {"sent_or_received": "Sent", "in_reply_to": ref.name}))
+		return bool(
+			ref.name
+			and frappe.db.sql(
+				f"{answer} AND in_reply_to=%(name)s LIMIT 1", {"since": since_db, "name": ref.name}
+			)
+		)
 
 	def claim_unreplied_notice(self, account: str, communication: str) -> bool:
 		"""Core's unread_notification_sent on the communication: set once, by one worker (the row

@@ -419,7 +419,7 @@ class SQLiteStore(SQLiteOutboxMixin):
 		document = ref.document
 		row = self.db.execute(
 			"""SELECT 1 FROM communications WHERE account = ? AND sent_or_received = 'Sent'
-			AND date >= ? AND (
+			AND date >= ? AND IFNULL(auto_submitted, 'no') IN ('', 'no') AND (
 				(? IS NOT NULL AND reference_doctype = ? AND reference_name = ?)
 				OR (? IS NOT NULL AND thread_token = ?)
 				OR instr(' ' || in_reply_to || ' ', ' ' || ? || ' ') > 0)

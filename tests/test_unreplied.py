@@ -102,3 +102,18 @@ def test_off_by_default(dovecot, store, acct):
 		notify_unreplied(store, dataclasses.replace(acct, notify_if_unreplied=False), SITE, now=later()) == []
 	)
 	assert isinstance(DocRef, type)
+
+
+def test_an_auto_reply_is_no_answer(dovecot, store, acct):
+	"""With auto-reply on too, the customer gets the auto-reply at once and the lead still gets
+	the notice: the engine's own automatic mail on the thread answers nothing."""
+	import dataclasses
+
+	acct = dataclasses.replace(acct, enable_auto_reply=True, auto_reply_message="We got your message.")
+	dovecot.append(USER, make_mail(subject="Still broken", date=datetime.now(timezone.utc)))
+	pull_account(acct, store, site=SITE)
+	(auto_reply,) = notices(store)
+	assert auto_reply["Auto-Submitted"] == "auto-replied"
+	queued = notify_unreplied(store, acct, SITE, now=later())
+	assert len(queued) == 1
+	assert "Still broken" in notices(store)[-1]["Subject"]

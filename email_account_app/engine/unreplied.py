@@ -2,9 +2,10 @@
 
 ``unreplied_mail`` is the one rule for what counts as unreplied: received mail of the account
 that is older than ``unreplied_for_mins`` (and younger than LOOK_BACK more), not automatic
-(out-of-office, bulk, lists, mailer-daemon, noreply), with no notice yet, no mail sent on its
-thread since it came (its document, its thread token, or in reply to it), and its document, if it
-has one, still there and open (no status, or Open). ``notify_unreplied`` gives one notice per such
+(out-of-office, bulk, lists, mailer-daemon, noreply), with no notice yet, no mail a person sent
+on its thread since it came (its document, its thread token, or in reply to it; the engine's own
+auto-replies and notices answer nothing), and its document, if it has one, still there and open
+(no status, or Open). ``notify_unreplied`` gives one notice per such
 message to ``send_notification_to``, through the account (or the default outgoing one); the
 message is claimed in the store before the notice is queued, so it raises at most one.
 """

@@ -171,8 +171,10 @@ class StoreContract:
 		in_reply_to: tuple[str, ...] = (),
 		message_id: str | None = None,
 		next_try: datetime | None = None,
+		automatic: str | None = None,
 	) -> OutgoingMail:
-		"""A message queued in the outbox with its Sent communication, as ``queue_mail`` does."""
+		"""A message queued in the outbox with its Sent communication, as ``queue_mail`` does
+		(``automatic``: its Auto-Submitted value, for the engine's auto-replies and notices)."""
 		account = account or self.account
 		message_id = message_id or f"{unique('out')}@example.org"
 		record = SentRecord(
@@ -191,6 +193,7 @@ class StoreContract:
 			in_reply_to=in_reply_to,
 			references=in_reply_to,
 			document=document,
+			auto_submitted=automatic,
 		)
 		mail = OutgoingMail(
 			name="",
@@ -493,6 +496,26 @@ class StoreContract:
 		self.queue(in_reply_to=(f"{unique()}@client.test",), date=self.ago(hours=1))  # to another
 		self.assertFalse(self.store.sent_on_thread_since(self.account, ref, message.date))
 		self.queue(in_reply_to=(message.message_id,), date=self.ago(hours=1))
+		self.assertTrue(self.store.sent_on_thread_since(self.account, ref, message.date))
+
+	def test_automatic_mail_sent_on_the_thread_is_no_answer(self):
+		"""An auto-reply or a notice the engine sent is not a person's answer: the mail still waits."""
+		token = unique("t")
+		decision = Decision("create", append_to=self.DOCTYPE, rule="new", thread_token=token)
+		message, result = self.receive(decision=decision, date=self.ago(hours=2))
+		document = result.document
+		ref = self.ref(self.account, message)
+		self.assertEqual((ref.document, ref.thread_token), (document, token))
+		for automatic in ("auto-replied", "auto-generated"):
+			self.queue(
+				document=document,
+				thread_token=token,
+				in_reply_to=(message.message_id,),
+				date=self.ago(hours=1),
+				automatic=automatic,
+			)
+		self.assertFalse(self.store.sent_on_thread_since(self.account, ref, message.date))
+		self.queue(document=document, date=self.ago(minutes=30))
 		self.assertTrue(self.store.sent_on_thread_since(self.account, ref, message.date))
 
 	def test_the_unreplied_rule_on_top_of_the_store(self):
