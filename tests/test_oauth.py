@@ -12,6 +12,7 @@ import logging
 import os
 import stat
 import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -29,7 +30,7 @@ from email_account_app.engine.errors import (
 	SignInRequired,
 	TokenServiceUnreachable,
 )
-from email_account_app.engine.oauth import OAuthClient, TokenSource
+from email_account_app.engine.oauth import OAuthClient, Token, TokenSource
 from email_account_app.engine.oauth_login import browser_flow, device_flow, pkce_pair, sign_in
 from email_account_app.engine.outbox import queue_mail
 from email_account_app.engine.settings import account_from_mapping
@@ -341,6 +342,87 @@ def test_wrong_client_says_which_settings_to_check(oauth_server, tokens):
 	client = OAuthClient(settings, account="alice")
 	with pytest.raises(OAuthSettingsRefused, match="oauth_client_id"):
 		client.start_device_authorization()
+
+
+class SharedStore:
+	"""A SharedTokenStore in memory (what a Frappe site's Token Cache is to the token source):
+	the refresh token and the access token, and the order things were saved in."""
+
+	def __init__(self, answer: dict | None = None, *, now: float | None = None):
+		self.refresh: str | None = None
+		self.kept: Token | None = None
+		self.saved: list[Token] = []
+		if answer:
+			self.refresh = answer.get("refresh_token")
+			lifetime = float(answer["expires_in"])
+			self.kept = Token(answer["access_token"], (now or time.time()) + lifetime, lifetime)
+
+	def load_refresh_token(self, account):
+		return self.refresh
+
+	def save_refresh_token(self, account, refresh_token):
+		raise AssertionError("a shared store is given the whole token (save_token)")
+
+	def forget_refresh_token(self, account):
+		gone, self.refresh = self.refresh is not None, None
+		return gone
+
+	def load_access_token(self, account):
+		return self.kept
+
+	def save_token(self, account, token):
+		self.saved.append(token)
+		self.kept = token
+		if token.refresh_token:
+			self.refresh = token.refresh_token
+
+
+def test_a_shared_stores_kept_token_is_used_while_fresh_then_replaced_and_saved(oauth_server):
+	now = [time.time()]
+	store = SharedStore(oauth_server.sign_in(), now=now[0])
+	first_refresh, kept = store.refresh, store.kept.access_token
+	source = TokenSource("alice", settings_for(oauth_server), store, clock=lambda: now[0])
+	assert source.access_token() == kept and source.refreshes == 0  # another run's token: no refresh
+	now[0] += 55  # within the last tenth of its 60 s
+	fresh = source.access_token()
+	assert fresh != kept and source.refreshes == 1
+	# saved (access token and the rotated refresh token) before it was handed out
+	[saved] = store.saved
+	assert saved.access_token == fresh and store.refresh == saved.refresh_token != first_refresh
+	assert store.refresh in oauth_server.live_refresh_tokens()
+	# a second source (the next run) takes the kept token
+	assert (
+		TokenSource("alice", settings_for(oauth_server), store, clock=lambda: now[0]).access_token() == fresh
+	)
+
+
+def test_a_kept_token_a_server_refused_is_not_used_again(oauth_server):
+	store = SharedStore(oauth_server.sign_in())
+	source = TokenSource("alice", settings_for(oauth_server), store)
+	kept = source.access_token()
+	source.refused(kept)
+	assert source.access_token() not in (kept, None) and source.refreshes == 1
+	assert store.kept.access_token != kept
+
+
+def test_a_revoked_grant_with_a_shared_store_saves_nothing(oauth_server):
+	store = SharedStore(oauth_server.sign_in())
+	store.kept = None
+	oauth_server.revoke_user(USER)
+	source = TokenSource("alice", settings_for(oauth_server), store, sign_in_hint="Authorise again.")
+	with pytest.raises(SignInRequired, match="Authorise again"):
+		source.access_token()
+	assert store.saved == []
+
+
+def test_client_credentials_with_a_shared_store(oauth_server):
+	store = SharedStore()
+	source = TokenSource("alice", settings_for(oauth_server, "client_credentials"), store)
+	token = source.access_token()
+	assert [t.access_token for t in store.saved] == [token]
+	assert (
+		TokenSource("alice", settings_for(oauth_server, "client_credentials"), store).access_token() == token
+	)
 
 
 def test_client_credentials(oauth_server, xoauth2_dovecot):

@@ -10,7 +10,10 @@ Invariants:
   scrubbed of them, and nothing here logs a request or a response body.
 - The token source refreshes ahead of expiry (a tenth of the token's lifetime, at most a minute)
   and once more after a mail server refused a token (``refused``): a token revoked or expired
-  early on the server's side costs one refresh, not a failed pull.
+  early on the server's side costs one refresh, not a failed pull. A store that keeps the access
+  token too (``SharedTokenStore``: a Frappe site's Token Cache, which core's own code reads as
+  well) has its kept token used while it is fresh by the same rule, never one a server refused,
+  and gets each new token (with a rotated refresh token) before it is handed out.
 - HTTP goes through the standard library (urllib) with a timeout, over https, or plain http only
   to a loopback address (a provider running on this machine, as in the tests).
 - Errors say what a person can do: sign in again (``SignInRequired``), fix the app's settings
@@ -333,6 +336,18 @@ class TokenStore(Protocol):
 		"""Forget it; whether there was one."""
 
 
+class SharedTokenStore(TokenStore, Protocol):
+	"""A store that keeps the access token as well, where other programs (or other runs) use the
+	same sign-in: a Frappe site's Token Cache, which core's own mail code reads too."""
+
+	def load_access_token(self, account: str) -> Token | None:
+		"""The access token kept for ``account`` and when it expires, if one is kept."""
+
+	def save_token(self, account: str, token: Token) -> None:
+		"""Keep ``token``'s access token and, when it carries one, its refresh token (replacing the
+		one kept before), durably and in one step, before returning."""
+
+
 class OAuthClient:
 	"""Talks to one provider's endpoints for one app (client id)."""
 
@@ -554,10 +569,11 @@ class TokenSource:
 	"""Access tokens for one account, for the mail transports; thread-safe.
 
 	``access_token()`` hands out a cached token while it has some life left (a tenth of its
-	lifetime, at most a minute) and otherwise gets a new one: from the stored refresh token, or
-	with the client-credentials grant for app-only access. A rotated refresh token is saved before
+	lifetime, at most a minute); else the one a ``SharedTokenStore`` keeps, by the same rule; else
+	it gets a new one: from the stored refresh token, or with the client-credentials grant for
+	app-only access. A rotated refresh token (with a shared store: every new token) is saved before
 	the new access token is returned. ``refused(token)`` drops a token a server refused, so the next
-	``access_token()`` gets a fresh one.
+	``access_token()`` gets a fresh one (a shared store's kept token included).
 	"""
 
 	def __init__(
@@ -587,6 +603,7 @@ class TokenSource:
 			clock=clock,
 		)
 		self._token: Token | None = None
+		self._refused: set[str] = set()
 		self._lock = threading.Lock()
 		self.refreshes = 0
 
@@ -596,15 +613,31 @@ class TokenSource:
 	def access_token(self) -> str:
 		with self._lock:
 			token = self._token
-			if token is None or self.clock() >= token.expires_at - min(MAX_MARGIN, token.lifetime / 10):
-				token = self._token = self._fetch()
+			if token is None or not self._fresh(token):
+				token = self._token = self._kept() or self._fetch()
 			return token.access_token
 
 	def refused(self, access_token: str) -> None:
 		"""A mail server refused ``access_token``: the next ``access_token()`` gets a new one."""
 		with self._lock:
+			if len(self._refused) >= 100:
+				self._refused.clear()
+			self._refused.add(access_token)
 			if self._token is not None and self._token.access_token == access_token:
 				self._token = None
+
+	def _fresh(self, token: Token) -> bool:
+		"""Whether ``token`` has life left: more than a tenth of its lifetime, at most a minute."""
+		return self.clock() < token.expires_at - min(MAX_MARGIN, token.lifetime / 10)
+
+	def _kept(self) -> Token | None:
+		"""The access token a shared store keeps, while it is fresh and no server refused it."""
+		load = getattr(self.store, "load_access_token", None)
+		token = load(self.account) if load is not None else None
+		if token is None or token.access_token in self._refused or not self._fresh(token):
+			return None
+		secrets.remember(token.access_token)
+		return token
 
 	@property
 	def expires_at(self) -> float | None:
@@ -614,8 +647,12 @@ class TokenSource:
 
 	def _fetch(self) -> Token:
 		self.refreshes += 1
+		save = getattr(self.store, "save_token", None)
 		if self.settings.flow == "client_credentials":
 			token = self.client.client_credentials()
+			secrets.remember(token.access_token)
+			if save is not None:
+				save(self.account, token)
 			log.debug("%s: got an app-only access token (for %.0f s)", self.account, token.lifetime)
 			return token
 		store = self.store
@@ -625,9 +662,14 @@ class TokenSource:
 			raise SignInRequired(
 				f"{self.account!r} has not signed in (no refresh token kept).", hint=self.sign_in_hint
 			)
+		secrets.remember(refresh_token)
 		token = self.client.refresh(refresh_token)
-		if token.refresh_token and token.refresh_token != refresh_token:
-			# saved before the access token leaves this method: see the module's invariants
+		secrets.remember(token.access_token)
+		secrets.remember(token.refresh_token)
+		# saved before the access token leaves this method: see the module's invariants
+		if save is not None:
+			save(self.account, token)
+		elif token.refresh_token and token.refresh_token != refresh_token:
 			store.save_refresh_token(self.account, token.refresh_token)
 			log.debug("%s: the provider rotated the refresh token; the new one is saved", self.account)
 		log.debug("%s: refreshed the access token (for %.0f s)", self.account, token.lifetime)
