@@ -6,8 +6,9 @@ condition and the timeout, are Custom Fields of the same name, install.py), so a
 is particular to documents lives here: only the engine's fields are passed on (a document carries
 core's bookkeeping too), the password comes from the encrypted store, empty numbers mean "not set",
 and the servers of a domain (or a well-known provider, or core's ``service``) fill in an account
-whose servers are empty. Accounts the engine cannot serve yet (``engine_serves``: OAuth; on v16 the
-"Frappe Mail" service) are left to core's own code.
+whose servers are empty. An account with auth_method "OAuth" signs in with its Connected App and
+its Token Cache (connected_app.py), attached as the settings' token source. Accounts the engine
+cannot serve (``engine_serves``: on v16 the "Frappe Mail" service) are left to core's own code.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ NOT_FIELDS = {
 	"name": "the document's name",
 	"folders": "the imap_folder table",
 	"ca_file": "a file on the server: the CLI's setting only",
-	# OAuth comes from core Email Account's auth_method and Connected App (core serves those accounts)
+	# OAuth comes from core Email Account's auth_method and Connected App (connected_app.py)
 	"oauth": "auth_method and the oauth_* settings",
 	"token_source": "what the shell attaches to sign in with OAuth",
 	"pull_timeout": "set by the job: inside its queue's time limit (tasks.PULL_BUDGET)",
@@ -97,10 +98,10 @@ class InvalidEmailSyncSettings(frappe.ValidationError):
 
 
 def engine_serves(doc: Mapping[str, Any]) -> bool:
-	"""Whether the engine reads and sends this account's mail: not yet for OAuth (the engine logs in
-	with a password) nor v16's Frappe Mail service (an HTTP API, no IMAP/SMTP); core's own code
-	serves those."""
-	return doc.get("auth_method") != "OAuth" and doc.get("service") != FRAPPE_MAIL
+	"""Whether the engine reads and sends this account's mail: every account that signs in with a
+	password or with OAuth (its Connected App), not v16's Frappe Mail service (an HTTP API, no
+	IMAP/SMTP), which core's own code serves."""
+	return doc.get("service") != FRAPPE_MAIL
 
 
 def labelled(text: str, doctype: str = ACCOUNT_DOCTYPE) -> str:
@@ -257,17 +258,24 @@ def account_settings(
 	validate: bool = True,
 ) -> AccountSettings:
 	"""An Email Account document as the engine's AccountSettings (ConfigError when it cannot
-	work). ``password`` defaults to the stored one."""
-	if password is None and callable(getattr(doc, "get_password", None)):
+	work). ``password`` defaults to the stored one; an OAuth account gets its Connected App's
+	settings and a token source on its Token Cache."""
+	from .connected_app import oauth_mapping, token_source, uses_oauth
+
+	oauth = uses_oauth(doc)
+	if password is None and not oauth and callable(getattr(doc, "get_password", None)):
 		password = doc.get_password("password", raise_exception=False)
 	domains = all_domains() if domains is None else domains
 	leave_out = filled_in_fields(doc, domains)
-	return account_from_mapping(
-		account_mapping(doc, password=password, leave_out=leave_out, fill=_provider(doc, domains)),
-		name=doc.get("name"),
-		domains=domains,
-		validate=validate,
-	)
+	data = account_mapping(doc, password=password, leave_out=leave_out, fill=_provider(doc, domains))
+	if oauth:
+		data.update(oauth_mapping(doc))
+		data["password"] = None
+	settings = account_from_mapping(data, name=doc.get("name"), domains=domains, validate=validate)
+	if settings.uses_oauth:
+		source = token_source(doc, settings.oauth, timeout=settings.timeout)
+		settings = dataclasses.replace(settings, token_source=source)
+	return settings
 
 
 def load_account(name: str, *, validate: bool = True) -> AccountSettings:
@@ -278,7 +286,7 @@ def load_account(name: str, *, validate: bool = True) -> AccountSettings:
 
 def enabled_account_names(*, incoming: bool = False, outgoing: bool = False) -> list[str]:
 	"""The accounts the engine serves (``engine_serves``) with incoming (or outgoing) enabled and
-	their password given, oldest first."""
+	their password given (or signing in with OAuth), oldest first."""
 	filters: dict[str, Any] = {"awaiting_password": 0}
 	if incoming:
 		filters["enable_incoming"] = 1

@@ -68,9 +68,11 @@ def pull_now(name: str) -> str:
 	from .tasks import queue_pull
 
 	if not engine_serves(doc):
-		frappe.throw(
-			_("Frappe's own code reads this account (OAuth or Frappe Mail): it pulls every 10 minutes.")
-		)
+		frappe.throw(_("Frappe's own code reads this account (Frappe Mail): it pulls every 10 minutes."))
+	from .connected_app import blocked, uses_oauth
+
+	if uses_oauth(doc) and (words := blocked(doc)):
+		frappe.throw(escape_html(words), title=_("Sign-in needed"))
 
 	queue_pull(name)
 	return _("A pull is queued; its result shows here when it is done.")
@@ -137,8 +139,8 @@ def account_status(name: str) -> dict:
 		).format(status["controller"])
 	elif not status["engine_serves"]:
 		status["message"] = _(
-			"Email Account App does not read OAuth or Frappe Mail accounts yet: Frappe's own code reads "
-			"and sends this account's mail."
+			"Email Account App does not read Frappe Mail accounts: Frappe's own code reads and sends "
+			"this account's mail."
 		)
 	return status
 

@@ -12,8 +12,11 @@ Here the copy goes out through the engine with the SMTP settings of the Email Ac
 for the queue (one SMTP session per account for the whole job, closed by ``close_senders``),
 carrying what core leaves out: In-Reply-To and References of the thread the document has, and a
 List-Unsubscribe header when the message has core's unsubscribe link. The message is recorded in
-the ledger so that the answer threads. Accounts the engine does not serve (OAuth on v15, Frappe
-Mail on v16: ``accounts.engine_serves``) are sent exactly as core sends them.
+the ledger so that the answer threads. An OAuth account signs in with its Connected App's token
+(connected_app.py); while it is not authorised (again), its mail fails at once with words that say
+so (core's queue retries it), and a sign-in the provider refuses for good is recorded once.
+Accounts the engine does not serve (Frappe Mail on v16: ``accounts.engine_serves``) are sent
+exactly as core sends them.
 
 Core's contract for test runs holds for both: while ``frappe.flags.in_test`` is set, nothing leaves
 unless a test sets ``frappe.flags.testing_email`` (core checks the same two flags right around
@@ -29,6 +32,8 @@ import frappe
 from frappe import _
 
 from .accounts import ACCOUNT_DOCTYPE, account_settings, engine_serves
+from .connected_app import blocked, sign_in_lost, uses_oauth
+from .engine.errors import SignInRequired
 from .engine.outbox import answering, prepending, site_mail_thread
 from .engine.parsing import parse_message_id
 from .engine.settings import AccountSettings
@@ -50,6 +55,8 @@ def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | st
 	if not engine_serves(doc):
 		_send_as_core(doc, email_queue, sender, recipient, raw)
 		return
+	if uses_oauth(doc) and (words := blocked(doc)):
+		raise SignInRequired(words)
 	account = account_settings(doc)
 	headers = _HEADERS.parsebytes(raw)
 	document = _document_of(email_queue)
@@ -61,7 +68,11 @@ def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | st
 	if unsubscribe and not headers.get("List-Unsubscribe"):
 		raw = prepending(raw, [("List-Unsubscribe", f"<{unsubscribe}>")])
 
-	outcome = _sender(account).send(raw, account.email_id, [recipient])
+	try:
+		outcome = _sender(account).send(raw, account.email_id, [recipient])
+	except SignInRequired as exc:
+		sign_in_lost(doc, str(exc))
+		raise
 	if recipient not in outcome.accepted:
 		code, words = outcome.refused.get(recipient, (0, ""))
 		frappe.throw(

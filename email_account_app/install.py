@@ -84,6 +84,17 @@ CUSTOM_FIELDS = {
 			"no_copy": 1,
 			"insert_after": "last_pull_summary",
 		},
+		{
+			"fieldname": "sign_in_needed_since",
+			"label": "Sign-in Needed Since",
+			"fieldtype": "Datetime",
+			"read_only": 1,
+			"no_copy": 1,
+			"insert_after": "last_error",
+			"depends_on": "sign_in_needed_since",
+			"description": "The provider refused this OAuth account's sign-in for good: nothing is pulled "
+			'until the Connected User authorises it again ("Authorize API Access").',
+		},
 	],
 	"IMAP Folder": [
 		{

@@ -12,6 +12,11 @@ pull of an account first runs it, another returns at once. The app's job carries
 ``job_name``, so core's scheduler does not queue its own while ours waits or runs. A pull stops
 on its own after ``PULL_BUDGET`` seconds (inside the short queue's time limit) and the next goes on
 from its cursors: a long first sync runs across jobs.
+
+OAuth accounts (connected_app.py): one not authorised yet, or whose sign-in the provider refused
+for good and that is not authorised again since, is not pulled (nothing asks the provider); the
+pull that meets such a refusal records it once (``connected_app.sign_in_lost``). A token endpoint
+that does not answer is an error like a mail server's: the next pull tries again.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from .accounts import (
 	site_accounts,
 	site_settings,
 )
+from .connected_app import blocked, sign_in_lost, uses_oauth
 from .engine import jobs
-from .engine.errors import ConfigError, TimeLimitReached
+from .engine.errors import ConfigError, SignInRequired, TimeLimitReached
 from .engine.secrets import scrub
 from .engine.sync import AccountReport
 from .frappe_store import FrappeStore
@@ -134,7 +140,9 @@ def _pull_account(account: str, *, store, doc, lock: PullLock, **engine_options)
 			return None  # deleted since the job was queued
 		doc = frappe.get_doc(ACCOUNT_DOCTYPE, account)
 	if not engine_serves(doc):
-		return None  # core's own receive() reads it (OAuth, Frappe Mail)
+		return None  # core's own receive() reads it (v16: Frappe Mail)
+	if uses_oauth(doc) and doc.enable_incoming and blocked(doc):
+		return None  # not authorised (again) yet: the form and the connected user have been told
 	try:
 		settings = account_settings(doc)
 	except ConfigError as exc:
@@ -163,13 +171,16 @@ def _pull_account(account: str, *, store, doc, lock: PullLock, **engine_options)
 			frappe.db.rollback()
 		_finish_pull(account, started, error=f"{type(exc).__name__}: {exc}", log=True, traceback=True)
 		return None
+	lost = settings.uses_oauth and report.error_title == SignInRequired.title
+	if lost:
+		sign_in_lost(doc, report.error or "")  # its own Error Log, once
 	_count_failed_attempts(doc, report)
 	# a pull that used up its time is no failure: the next one goes on (its summary says so)
 	_finish_pull(
 		account,
 		started,
 		report=report,
-		log=bool(report.error) and report.error_title != TimeLimitReached.title,
+		log=bool(report.error) and report.error_title != TimeLimitReached.title and not lost,
 	)
 	if store.commit:
 		frappe.db.commit()

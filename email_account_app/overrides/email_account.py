@@ -8,12 +8,16 @@ per site by compose.py) or the mixin itself (v16, ``extend_doctype_class``).
 What it replaces, and what it leaves to the class below it:
 - ``receive()`` (what core's scheduler calls): the engine's pull through the Frappe store (every
   IMAP Folder row with its own append_to and import condition, or POP3), one pull per account at a
-  time (tasks.pull_account holds a lock). Accounts the engine does not serve yet
-  (``accounts.engine_serves``: OAuth; v16 Frappe Mail) get the class below's ``receive()``.
+  time (tasks.pull_account holds a lock). Accounts the engine does not serve
+  (``accounts.engine_serves``: v16 Frappe Mail) get the class below's ``receive()``.
+- ``get_oauth_token()`` (core's code asks it for the Token Cache with a fresh access token): the
+  engine's token source refreshes it (connected_app.py), so core's Connected App never refreshes
+  behind the engine's back nor logs an error per failed refresh.
 - validation: the class below's own checks run (core's required fields, IMAP folder, append_to,
   unreplied), its blocking network check does not; then the engine's checks (fields named by their
   labels), the domain or provider filling empty servers, and a connection check with a timeout
-  that runs whenever the servers or credentials changed (also under tests, unlike core's). An
+  that runs whenever the servers or credentials changed (also under tests, unlike core's); not for
+  an OAuth account that is not authorised (again) yet, which its user authorises after saving. An
   account whose corrected settings connect gets a pull queued once saved.
 - everything else (finding accounts, defaults, User Email inboxes, sending through core when the
   engine does not send, renaming) is the class below's.
@@ -52,6 +56,9 @@ CONNECTION_FIELDS = (
 	"domain",
 	"service",
 	"auth_method",
+	"connected_app",
+	"connected_user",
+	"backend_app_flow",
 )
 
 
@@ -144,6 +151,10 @@ class EmailAccountEngine(Document):
 			return False
 		if not (self.enable_incoming or self.enable_outgoing):
 			return False
+		from email_account_app.connected_app import blocked, uses_oauth
+
+		if uses_oauth(self) and blocked(self):
+			return False  # authorised after saving (core's Authorize API Access), or again
 		if self.is_new() or self._password_given():
 			return True
 		return any(self.has_value_changed(field) for field in CONNECTION_FIELDS if self.meta.has_field(field))
@@ -172,6 +183,16 @@ class EmailAccountEngine(Document):
 			self.set_failed_attempts_count(0)
 		if self.enable_incoming:
 			self.flags.email_account_app_pull_due = True
+
+	def get_oauth_token(self):
+		"""The Token Cache with a fresh access token, or None: through the engine's token source
+		for the accounts the engine serves (core's own code asks this: its SMTP and IMAP set-up)."""
+		from email_account_app.accounts import engine_serves
+		from email_account_app.connected_app import fresh_token_cache, uses_oauth
+
+		if not (uses_oauth(self) and engine_serves(self)):
+			return super().get_oauth_token()
+		return fresh_token_cache(self)
 
 	def on_update(self):
 		super().on_update()

@@ -158,25 +158,6 @@ class TestEmailAccount(FrappeTestCase):
 		user.reload()
 		self.assertEqual([row.email_account for row in user.user_emails], [account.name])
 
-	def test_an_oauth_account_is_read_by_cores_own_receive(self):
-		"""The engine logs in with a password; OAuth accounts keep core's receive (and the app's
-		scheduler leaves them alone)."""
-		from email_account_app.accounts import enabled_account_names
-
-		doc = frappe.get_doc({"doctype": "Email Account", **self.settings(), "auth_method": "OAuth"})
-		doc.name = "OAuth Alice"
-		with (
-			patch.object(core_class(), "receive", autospec=True, return_value="core") as core_receive,
-			patch("email_account_app.tasks.pull_account") as engine_pull,
-		):
-			self.assertEqual(doc.receive(), "core")
-		core_receive.assert_called_once_with(doc)
-		engine_pull.assert_not_called()
-
-		account = make_account("Alice", **self.settings())
-		frappe.db.set_value("Email Account", account.name, "auth_method", "OAuth")
-		self.assertNotIn(account.name, enabled_account_names(incoming=True))
-
 	# -- validation ------------------------------------------------------------------------------
 
 	def test_settings_that_cannot_work_are_refused_naming_fields_by_their_labels(self):

@@ -56,20 +56,21 @@ def repo_test_module(name: str):
 		) from exc
 
 
-def start_dovecot():
-	"""A running Dovecot on loopback (the repository's fixture class); MissingTestDependency when
-	Dovecot is not installed."""
+def start_dovecot(**options):
+	"""A running Dovecot on loopback (the repository's fixture class; ``options`` as it takes them:
+	``oauth_url``, ``mechanisms``); MissingTestDependency when Dovecot is not installed."""
 	dovecot = repo_test_module("dovecot")
 	binary = dovecot._find_dovecot()
 	if binary is None:
 		raise MissingTestDependency("dovecot is not installed: apt-get install dovecot-imapd dovecot-pop3d")
-	server = dovecot.Dovecot(binary)
+	server = dovecot.Dovecot(binary, **options)
 	server.start()
 	return server
 
 
-def start_smtp(mode: str = "plain"):
-	"""An aiosmtpd server on loopback (the repository's helper): plain, starttls or ssl."""
+def start_smtp(mode: str = "plain", **options):
+	"""An aiosmtpd server on loopback (the repository's helper): plain, starttls or ssl; or one that
+	takes only the tokens of the OAuth server at ``oauth_url`` (xoauth2, oauthbearer, oauth)."""
 	smtp = repo_test_module("smtp_server")
 	try:
 		trustme = importlib.import_module("trustme")
@@ -83,7 +84,7 @@ def start_smtp(mode: str = "plain"):
 	ca = trustme.CA()
 	ca_file = str(directory / "ca.pem")
 	ca.cert_pem.write_to_path(ca_file)
-	return smtp.SmtpServer(mode, ca, ca_file, owns=directory)
+	return smtp.SmtpServer(mode, ca, ca_file, owns=directory, **options)
 
 
 def make_mail(**kwargs) -> bytes:
