@@ -104,11 +104,29 @@ def engine_serves(doc: Mapping[str, Any]) -> bool:
 	return doc.get("service") != FRAPPE_MAIL
 
 
+#: the engine's OAuth keys (the CLI's words) as a site's admin finds them: on the Connected App
+ON_THE_CONNECTED_APP = {
+	"oauth_client_id": 'the Connected App\'s "Client Id"',
+	"oauth_client_secret": 'the Connected App\'s "Client Secret"',
+	"oauth_scopes": 'the Connected App\'s "Scopes"',
+	"oauth_token_url": 'the Connected App\'s "Token URI"',
+	"oauth_authorization_url": 'the Connected App\'s "Authorization URI"',
+	"oauth_tenant": "the tenant in the Connected App's URIs",
+}
+
+
+def site_words(text: str) -> str:
+	"""The engine's plain words with its OAuth keys named as the site's forms name them."""
+	return re.sub(
+		r"\boauth_[a-z_]+\b", lambda m: ON_THE_CONNECTED_APP.get(m.group(0), m.group(0)), text or ""
+	)
+
+
 def labelled(text: str, doctype: str = ACCOUNT_DOCTYPE) -> str:
 	"""The engine's words, as HTML, with each field name they mention replaced by the form's label
 	in quotes ("email_server" -> "Incoming Server")."""
 	meta = frappe.get_meta(doctype)
-	parts = re.split(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b", text)
+	parts = re.split(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b", site_words(text))
 	out = []
 	for index, part in enumerate(parts):
 		df = meta.get_field(part) if index % 2 else None

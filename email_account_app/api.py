@@ -7,7 +7,14 @@ import frappe
 from frappe import _
 from frappe.utils import escape_html
 
-from .accounts import ACCOUNT_DOCTYPE, account_settings, all_domains, filled_in_fields, site_settings
+from .accounts import (
+	ACCOUNT_DOCTYPE,
+	account_settings,
+	all_domains,
+	filled_in_fields,
+	site_settings,
+	site_words,
+)
 from .engine.errors import ConfigError, EmailSyncError
 from .engine.settings import AccountSettings
 from .frappe_store import FrappeStore
@@ -43,7 +50,7 @@ def check(settings: AccountSettings) -> dict:
 			"label": part.label,
 			"server": part.server,
 			"ok": part.ok,
-			"message": part.message,
+			"message": site_words(part.message),
 			"folders": [
 				{"name": name, "messages": messages, "unseen": unseen}
 				for name, messages, unseen in part.folders

@@ -237,7 +237,9 @@ def sign_in_lost(doc: Any, words: str) -> None:
 	meta = frappe.get_meta(ACCOUNT_DOCTYPE)
 	if not meta.has_field(NEEDED_FIELD) or frappe.db.get_value(ACCOUNT_DOCTYPE, name, NEEDED_FIELD):
 		return
-	words = scrub(words)
+	from .accounts import site_words
+
+	words = site_words(scrub(words))
 	values = {NEEDED_FIELD: now_datetime()}
 	if meta.has_field("last_error"):
 		values["last_error"] = words

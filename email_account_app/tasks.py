@@ -35,6 +35,7 @@ from .accounts import (
 	engine_serves,
 	site_accounts,
 	site_settings,
+	site_words,
 )
 from .connected_app import blocked, sign_in_lost, uses_oauth
 from .engine import jobs
@@ -222,7 +223,7 @@ def _finish_pull(
 	An error is logged (Error Log, against the account) when it is new, not on every pull."""
 	if error is None and report is not None and report.error_title != TimeLimitReached.title:
 		error = report.error  # a pull that used up its time is no error: the summary says more is coming
-	error = scrub(error or "") or None
+	error = site_words(scrub(error or "")) or None
 	meta = frappe.get_meta(ACCOUNT_DOCTYPE)
 	previous = (
 		frappe.db.get_value(ACCOUNT_DOCTYPE, account, "last_error") if meta.has_field("last_error") else None

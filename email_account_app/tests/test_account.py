@@ -174,6 +174,16 @@ class TestEmailAccount(FrappeTestCase):
 		self.assertIn('"Incoming Server"', str(caught.exception))
 		self.assertNotIn("email_server", str(caught.exception))
 
+	def test_the_engines_oauth_keys_are_named_as_the_connected_app_names_them(self):
+		from email_account_app.accounts import labelled, site_words
+
+		words = "Check oauth_client_id and the client secret; oauth_token_url must be https."
+		for text in (site_words(words), labelled(words)):
+			self.assertNotIn("oauth_", text)
+		self.assertIn('the Connected App\'s "Client Id"', site_words(words))
+		self.assertIn("Token URI", labelled(words))
+		self.assertEqual(site_words("no key here"), "no key here")
+
 	def test_the_connection_is_checked_on_save_with_the_engines_plain_message(self):
 		from email_account_app.overrides.email_account import ConnectionCheckFailed
 
