@@ -256,7 +256,7 @@ class FrappeStore:
 		last_uid = frappe.db.sql(
 			"""SELECT MAX(uid) FROM `tabCommunication` WHERE email_account=%(account)s
 			AND sent_or_received='Received' AND communication_medium='Email'
-			AND (imap_folder=%(folder)s OR IFNULL(imap_folder, '')='')""",
+			AND (imap_folder=%(folder)s OR COALESCE(imap_folder, '')='')""",
 			{"account": account, "folder": folder},
 		)[0][0]
 		if not cint(last_uid) or cint(last_uid) < 0:
@@ -604,7 +604,7 @@ class FrappeStore:
 			f"""SELECT 1 FROM `tab{MESSAGE}` log
 			LEFT JOIN `tab{COMMUNICATION}` comm ON comm.name=log.communication
 			WHERE log.account=%(account)s AND log.status=%(sent)s AND log.thread_token=%(token)s
-			AND log.`date`>=%(since)s AND IFNULL(comm.communication_type, '')!='Automated Message'
+			AND log.`date`>=%(since)s AND COALESCE(comm.communication_type, '')!='Automated Message'
 			LIMIT 1""",
 			{"account": account, "sent": SENT_STATUS, "token": ref.thread_token, "since": since_db},
 		):
