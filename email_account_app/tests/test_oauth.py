@@ -20,6 +20,7 @@ from email_account_app.tests.utils import (
 	create_test_doctype,
 	dovecot_settings,
 	drop_test_doctype,
+	flush_queue,
 	frappe,
 	make_account,
 	make_mail,
@@ -130,21 +131,7 @@ class TestOAuthAccount(FrappeTestCase):
 		return make_account(ACCOUNT, **data)
 
 	def flush(self):
-		"""Core's queue sends what this test queued, entry by entry as core's flush does."""
-		frappe.flags.testing_email = True
-		try:
-			for name in frappe.get_all(
-				"Email Queue",
-				filters={"creation": (">=", self.started), "status": ("in", ("Not Sent", "Partially Sent"))},
-				pluck="name",
-				order_by="creation asc",
-			):
-				try:
-					frappe.get_doc("Email Queue", name).send()
-				except Exception:
-					pass  # as core's flush: the entry holds the error and its retry count
-		finally:
-			frappe.flags.testing_email = False
+		flush_queue(self.started)
 
 	def queue_mail(self, subject: str):
 		frappe.local.outgoing_email_account = {}

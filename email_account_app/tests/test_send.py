@@ -17,6 +17,7 @@ from email_account_app.tests.utils import (
 	create_test_doctype,
 	dovecot_settings,
 	drop_test_doctype,
+	flush_queue,
 	frappe,
 	make_account,
 	make_mail,
@@ -89,23 +90,7 @@ class TestSend(FrappeTestCase):
 		return queue_mail(self.store(), self.settings(), site_settings(), OutgoingRequest(**request))
 
 	def flush(self):
-		"""Core's queue sends what this test queued, entry by entry as core's flush does (a failed
-		entry is recorded on it and retried later; the site's queue may hold other tests' mail),
-		with sending on for the test."""
-		frappe.flags.testing_email = True
-		try:
-			for name in frappe.get_all(
-				"Email Queue",
-				filters={"creation": (">=", self.started), "status": ("in", ("Not Sent", "Partially Sent"))},
-				pluck="name",
-				order_by="creation asc",
-			):
-				try:
-					frappe.get_doc("Email Queue", name).send()
-				except Exception:
-					pass  # as core's flush: the entry holds the error and its retry count
-		finally:
-			frappe.flags.testing_email = False
+		flush_queue(self.started)
 
 	def queued(self, mail):
 		return [frappe.get_doc("Email Queue", name) for name in mail.extra["email_queue"]]
