@@ -127,6 +127,14 @@ def test_connection_refused_and_host_not_found(smtp_plain):
 		SmtpSender(account(smtp_plain, smtp_server="no-such-host.invalid")).connect()
 
 
+def test_host_not_found_names_the_outgoing_server_setting(smtp_plain):
+	# the hint names the setting to fix: the outgoing server, not the incoming one
+	with pytest.raises(HostNotFound) as caught:
+		SmtpSender(account(smtp_plain, smtp_server="no-such-host.invalid")).connect()
+	assert "Check smtp_server for typos" in str(caught.value)
+	assert "email_server" not in str(caught.value)
+
+
 def test_one_session_for_many_messages(smtp_starttls):
 	with SmtpSender(account(smtp_starttls)) as sender:
 		for n in range(20):

@@ -123,8 +123,17 @@ def remember_password(account: AccountSettings) -> None:
 	secrets.remember(account.password, account.login)
 
 
-def network_error(exc: OSError, host: str, port: int, timeout: float, *, connecting: bool) -> TransportError:
-	"""The engine's error for a socket-level failure talking to ``host:port``."""
+def network_error(
+	exc: OSError,
+	host: str,
+	port: int,
+	timeout: float,
+	*,
+	connecting: bool,
+	server_field: str = "email_server",
+) -> TransportError:
+	"""The engine's error for a socket-level failure talking to ``host:port``; ``server_field`` is the
+	setting that names that server (the incoming one, or ``smtp_server``)."""
 	server = f"{host}:{port}"
 	if isinstance(exc, ssl.SSLCertVerificationError):
 		return TLSFailed(
@@ -139,7 +148,7 @@ def network_error(exc: OSError, host: str, port: int, timeout: float, *, connect
 	if isinstance(exc, socket.gaierror):
 		return HostNotFound(
 			f"The server name {host!r} was not found ({exc.strerror}).",
-			hint="Check email_server for typos, and that this machine can resolve names (DNS).",
+			hint=f"Check {server_field} for typos, and that this machine can resolve names (DNS).",
 		)
 	if isinstance(exc, ConnectionRefusedError):
 		return ConnectionRefused(

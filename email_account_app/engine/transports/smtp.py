@@ -278,7 +278,12 @@ class SmtpSender:
 		except OSError as exc:
 			_abort(smtp)
 			error = network_error(
-				exc, account.smtp_server or "", account.outgoing_port, account.timeout, connecting=True
+				exc,
+				account.smtp_server or "",
+				account.outgoing_port,
+				account.timeout,
+				connecting=True,
+				server_field="smtp_server",
 			)
 			if error.hint == TLS_CHOICE_HINT or (error.hint and TLS_CHOICE_HINT in error.hint):
 				error = type(error)(error.message, hint=SMTP_TLS_HINT)
@@ -454,6 +459,7 @@ class SmtpSender:
 				self.account.outgoing_port,
 				self.account.timeout,
 				connecting=False,
+				server_field="smtp_server",
 			)
 			raise TemporarySendError(lost.message, hint=RETRY_HINT) from None
 		refused = {rcpt: (code, _text(text)) for rcpt, (code, text) in refusals.items()}
