@@ -122,19 +122,48 @@ def site_words(text: str) -> str:
 	)
 
 
+#: field types that hold no value: their labels are headings, never what a message names
+LAYOUT_FIELDTYPES = {"Section Break", "Column Break", "Tab Break", "HTML", "Button", "Heading"}
+
+
 def labelled(text: str, doctype: str = ACCOUNT_DOCTYPE) -> str:
 	"""The engine's words, as HTML, with each field name they mention replaced by the form's label
-	in quotes ("email_server" -> "Incoming Server")."""
+	in quotes ("email_server" -> "Incoming Server"); a label two fields share (core's two "Port"s
+	and two "Use SSL"s) says which section it is in."""
 	meta = frappe.get_meta(doctype)
 	parts = re.split(r"\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+)\b", site_words(text))
 	out = []
 	for index, part in enumerate(parts):
 		df = meta.get_field(part) if index % 2 else None
 		if df is not None and df.label:
-			out.append(f'"{escape_html(_(df.label))}"')
+			out.append(field_label(meta, df))
 		else:
 			out.append(escape_html(part))
 	return "".join(out)
+
+
+def field_label(meta, df) -> str:
+	"""A field's label in quotes, as HTML, with its section's label when another field has the same
+	label (``"Port" in "Incoming (POP/IMAP) Settings"``)."""
+	label = f'"{escape_html(_(df.label))}"'
+	twins = [
+		f
+		for f in meta.fields
+		if f.label == df.label and f.fieldname != df.fieldname and f.fieldtype not in LAYOUT_FIELDTYPES
+	]
+	section = _section_label(meta, df.fieldname) if twins else None
+	return f'{label} in "{escape_html(_(section))}"' if section else label
+
+
+def _section_label(meta, fieldname: str) -> str | None:
+	"""The label of the section (or tab) the field is in, as the form lays it out."""
+	section = None
+	for f in meta.fields:
+		if f.fieldtype in ("Section Break", "Tab Break"):
+			section = f.label
+		elif f.fieldname == fieldname:
+			return section
+	return None
 
 
 def throw_config_error(exc: ConfigError, doctype: str = ACCOUNT_DOCTYPE) -> None:

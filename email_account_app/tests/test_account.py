@@ -166,13 +166,19 @@ class TestEmailAccount(FrappeTestCase):
 		with self.assertRaises(InvalidEmailSyncSettings) as caught:
 			make_account("Alice", **self.settings(use_ssl=1, use_starttls=1))
 		message = str(caught.exception)
-		self.assertIn('"Use SSL"', message)
+		# two fields are labelled "Use SSL" (and two "Port"): the message says which one
+		self.assertIn('"Use SSL" in "Incoming (POP/IMAP) Settings"', message)
 		self.assertNotIn("use_ssl", message)
+		self.assertNotIn("Outgoing", message)
 		# an address at a domain with no Email Domain and no preset: no server to fill in
 		with self.assertRaises(InvalidEmailSyncSettings) as caught:
 			make_account("Alice", **self.settings(email_id="alice@nowhere.test", email_server=None))
 		self.assertIn('"Incoming Server"', str(caught.exception))
 		self.assertNotIn("email_server", str(caught.exception))
+		with self.assertRaises(InvalidEmailSyncSettings) as caught:
+			make_account("Alice", **self.settings(incoming_port="abc"))
+		self.assertIn('"Port" in "Incoming (POP/IMAP) Settings"', str(caught.exception))
+		self.assertNotIn("Outgoing", str(caught.exception))
 
 	def test_the_engines_oauth_keys_are_named_as_the_connected_app_names_them(self):
 		from email_account_app.accounts import labelled, site_words
@@ -228,6 +234,33 @@ class TestEmailAccount(FrappeTestCase):
 			}
 		)
 		self.assertEqual(account_settings(doc).smtp_server, "smtp.gmail.com")
+
+	def test_a_domain_whose_servers_cannot_be_reached_is_told_in_plain_words(self):
+		from email_account_app.overrides.email_account import ConnectionCheckFailed
+
+		closed = self.dovecot.port_for("imap", "plain") + 1000  # nothing listens there
+		domain = frappe.get_doc(
+			{
+				"doctype": "Email Domain",
+				"domain_name": "unreachable.test",
+				"email_server": "no-such-host.invalid",
+				"use_imap": 1,
+				"smtp_server": "127.0.0.1",
+				"smtp_port": str(closed),
+			}
+		)
+		# core checks the connections on save outside tests only: its two checks, called as it does
+		with self.assertRaises(ConnectionCheckFailed) as caught:
+			domain.validate_incoming_server_conn()
+		message = str(caught.exception)
+		self.assertIn("Incoming (IMAP) (no-such-host.invalid:143): Server not found", message)
+		self.assertIn('Check "Incoming Server" for typos', message)
+		self.assertNotIn("Errno", message)
+		with self.assertRaises(ConnectionCheckFailed) as caught:
+			domain.validate_outgoing_server_conn()
+		message = str(caught.exception)
+		self.assertIn(f"Outgoing (SMTP) (127.0.0.1:{closed}): Connection refused", message)
+		self.assertNotIn("Errno", message)
 
 	# -- one pull per account at a time ----------------------------------------------------------
 
