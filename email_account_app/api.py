@@ -12,6 +12,7 @@ from .accounts import (
 	account_settings,
 	all_domains,
 	filled_in_fields,
+	labelled,
 	site_settings,
 	site_words,
 )
@@ -36,8 +37,19 @@ def test_connection(name: str) -> dict:
 	try:
 		settings = account_settings(doc)
 	except ConfigError as exc:
-		return {"ok": False, "parts": [], "problems": exc.problems}
-	return check(settings)
+		result = {"ok": False, "parts": [], "problems": exc.problems}
+	else:
+		result = check(settings)
+	return with_labels(result)
+
+
+def with_labels(result: dict) -> dict:
+	"""``result`` (``check``'s) with the engine's words also as the form shows them (``*_html``:
+	HTML, fields named by their labels, "email_server" -> "Incoming Server")."""
+	result["problems_html"] = [labelled(problem) for problem in result["problems"]]
+	for part in result["parts"]:
+		part["message_html"] = labelled(part["message"])
+	return result
 
 
 def check(settings: AccountSettings) -> dict:
@@ -138,6 +150,8 @@ def account_status(name: str) -> dict:
 	status["engine_serves"] = engine_serves(doc)
 	for field in ("last_pull", "last_pull_summary", "last_error"):
 		status[field] = doc.get(field)
+	# the error as the form shows it (HTML, fields named by their labels)
+	status["last_error_html"] = labelled(status["last_error"]) if status["last_error"] else None
 	if not status["controls"]:
 		status["message"] = _(
 			"Another app ({0}) controls Email Account on this site, so mail is read and checked by its "

@@ -291,3 +291,19 @@ class TestPull(FrappeTestCase):
 		result = test_connection(self.account.name)
 		self.assertFalse(result["ok"])
 		self.assertIn("refused the login", result["parts"][0]["message"])
+
+	def test_the_form_gets_the_engines_words_with_fields_named_by_their_labels(self):
+		from email_account_app.api import account_status, test_connection
+
+		# a server name that is not found: the engine's words name the field to check
+		frappe.db.set_value("Email Account", self.account.name, "email_server", "no-such-host.invalid")
+		[incoming] = test_connection(self.account.name)["parts"]
+		self.assertIn("Check email_server for typos", incoming["message"])
+		self.assertIn('Check "Incoming Server" for typos', incoming["message_html"])
+		self.addCleanup(forget_errors, self.account.name)
+		self.pull()
+		self.addCleanup(self.account.set_failed_attempts_count, 0)
+		status = account_status(self.account.name)
+		self.assertIn("Check email_server for typos", status["last_error"])
+		self.assertIn('Check "Incoming Server" for typos', status["last_error_html"])
+		self.assertNotIn("email_server", status["last_error_html"])

@@ -16,7 +16,9 @@ function show_status(frm, status) {
 	} else if (status.last_pull) {
 		// comment_when gives HTML (a <span> that frappe keeps up to date): it is not escaped
 		const when = frappe.datetime.comment_when(status.last_pull);
-		const result = frappe.utils.escape_html(status.last_error || status.last_pull_summary || "");
+		const result = status.last_error
+			? status.last_error_html || frappe.utils.escape_html(status.last_error)
+			: frappe.utils.escape_html(status.last_pull_summary || "");
 		frm.dashboard.set_headline_alert(
 			__("Last pull {0}: {1}", [when, result]),
 			status.last_error ? "red" : "green"
@@ -76,13 +78,17 @@ frappe.ui.form.on("Email Account", {
 							freeze_message: __("Connecting..."),
 						})
 						.then(({ message: result }) => {
-							const lines = (result.problems || []).concat(
-								(result.parts || []).map((p) => `${p.label} (${p.server}): ${p.message}`)
+							// the *_html words are HTML from the server (escaped there, fields by their labels)
+							const esc = frappe.utils.escape_html;
+							const lines = (result.problems_html || []).concat(
+								(result.parts || []).map(
+									(p) => `${esc(p.label)} (${esc(p.server)}): ${p.message_html}`
+								)
 							);
 							frappe.msgprint({
 								title: result.ok ? __("Connection works") : __("Cannot connect"),
 								indicator: result.ok ? "green" : "red",
-								message: lines.map((l) => frappe.utils.escape_html(l)).join("<br>"),
+								message: lines.join("<br>"),
 							});
 						});
 				});
