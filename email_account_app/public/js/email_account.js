@@ -26,6 +26,20 @@ function show_status(frm, status) {
 	}
 }
 
+function folder_list(folders) {
+	// the folders the server has, with their counts ("-": the server does not say)
+	if (!folders.length) return "";
+	const esc = frappe.utils.escape_html;
+	const items = folders.map(
+		(f) =>
+			`<li>${esc(f.name)}: ${__("{0} messages, {1} unseen", [
+				esc(String(f.messages ?? "-")),
+				esc(String(f.unseen ?? "-")),
+			])}</li>`
+	);
+	return `<ul class="mt-2 mb-0">${items.join("")}</ul>`;
+}
+
 function wait_for_pull(frm, since) {
 	// the pull runs in a background job: show its result on the form when it has finished
 	let tries = 0;
@@ -82,7 +96,9 @@ frappe.ui.form.on("Email Account", {
 							const esc = frappe.utils.escape_html;
 							const lines = (result.problems_html || []).concat(
 								(result.parts || []).map(
-									(p) => `${esc(p.label)} (${esc(p.server)}): ${p.message_html}`
+									(p) =>
+										`${esc(p.label)} (${esc(p.server)}): ${p.message_html}` +
+										folder_list(p.folders || [])
 								)
 							);
 							frappe.msgprint({
