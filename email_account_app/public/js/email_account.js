@@ -2,7 +2,7 @@
 // pull, and a plain warning when another app's controller runs instead of the app's.
 // The headline is built from escaped text; only the relative time (frappe's own markup) is HTML.
 
-//: how often, and how many times, the form asks whether a queued pull is done
+// how often, and how many times, the form asks whether a queued pull is done
 const PULL_POLL_MS = 3000;
 const PULL_POLL_TIMES = 60;
 
