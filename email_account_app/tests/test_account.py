@@ -295,12 +295,18 @@ class TestEmailAccount(FrappeTestCase):
 		job_id = PULL_JOB.format("Queued Alice")
 		self.addCleanup(lambda: (job := get_job(job_id)) and job.delete())
 		# a queue no worker listens to, so that the job stays queued whatever workers the bench runs
+		# (Frappe knows its queues from the config's workers, remembered: forgotten before and after)
+		from frappe.utils import background_jobs
+
+		forget = getattr(background_jobs.get_queues_timeout, "cache_clear", lambda: None)
+		self.addCleanup(forget)
 		queue = "email_account_app_test"
 		workers = {**(frappe.local.conf.get("workers") or {}), queue: {}}
 		with (
 			patch.dict(frappe.local.conf, {"workers": workers}),
 			patch("email_account_app.tasks.PULL_QUEUE", queue),
 		):
+			forget()
 			queue_pull("Queued Alice")
 			queue_pull("Queued Alice")  # still queued: not queued again
 			self.assertEqual(get_job(job_id).get_status(), "queued")
