@@ -250,9 +250,7 @@ class ImapMailbox:
 		acct = self.account
 		source = sasl.require_source(acct)
 		offered = [_text(c)[5:] for c in self.client.capabilities() if _text(c).upper().startswith("AUTH=")]
-		mechanism = sasl.choose(offered)
-		if mechanism is None:
-			raise sasl.no_mechanism(self.server, offered)
+		mechanism = sasl.mechanism_for(self.server, offered)
 
 		def attempt(token: str) -> None:
 			conversation = sasl.Conversation(mechanism, acct.login, token, acct.email_server, acct.port)
@@ -262,9 +260,7 @@ class ImapMailbox:
 				raise
 			except imaplib.IMAP4.error as exc:
 				words = scrub(self._words(exc), token)
-				raise sasl.Refused(
-					f"{words} ({conversation.error})" if conversation.error else words
-				) from None
+				raise conversation.refused(words) from None
 
 		sasl.login(source, attempt, server=self.server, login_name=acct.login, mechanism=mechanism)
 		self._logged_in = True

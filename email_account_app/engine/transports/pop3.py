@@ -204,9 +204,7 @@ class Pop3Mailbox:
 		acct = self.account
 		source = sasl.require_source(acct)
 		offered = next((c.split()[1:] for c in self.capabilities() if c.upper().startswith("SASL")), [])
-		mechanism = sasl.choose(offered)
-		if mechanism is None:
-			raise sasl.no_mechanism(self.server, offered)
+		mechanism = sasl.mechanism_for(self.server, offered)
 		# poplib's AUTH is only for SASL mechanisms it knows: this one is spoken with its own methods
 		client = cast(_CommandWire, self.client)
 
@@ -227,9 +225,7 @@ class Pop3Mailbox:
 				if not isinstance(detail, bytes):
 					raise
 				words = scrub(detail.decode("utf-8", "replace").strip(), token)
-				raise sasl.Refused(
-					f"{words} ({conversation.error})" if conversation.error else words
-				) from None
+				raise conversation.refused(words) from None
 
 		sasl.login(source, attempt, server=self.server, login_name=acct.login, mechanism=mechanism)
 		self._logged_in = True

@@ -105,6 +105,10 @@ class Conversation:
 		self.error = describe(challenge or b"") or "refused"
 		return FAILURE_REPLY[self.mechanism]
 
+	def refused(self, words: str) -> Refused:
+		"""The server's refusal: its ``words`` (free of the token), with its error challenge if any."""
+		return Refused(f"{words} ({self.error})" if self.error else words)
+
 
 def login(
 	source,
@@ -132,6 +136,15 @@ def login(
 			f"{server} refused the OAuth sign-in of {login_name!r} ({mechanism}): {exc.words}",
 			hint=OAUTH_LOGIN_HINT,
 		) from None
+
+
+def mechanism_for(server: str, offered: Iterable[str]) -> str:
+	"""The mechanism to use among those ``server`` offered; an error a person can act on if none."""
+	offered = list(offered)
+	mechanism = choose(offered)
+	if mechanism is None:
+		raise no_mechanism(server, offered)
+	return mechanism
 
 
 def no_mechanism(server: str, offered: Iterable[str]) -> AuthenticationFailed:

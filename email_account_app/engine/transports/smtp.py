@@ -317,9 +317,7 @@ class SmtpSender:
 		account = self.account
 		source = sasl.require_source(account)
 		offered = smtp.esmtp_features.get("auth", "").split()
-		mechanism = sasl.choose(offered)
-		if mechanism is None:
-			raise sasl.no_mechanism(self.server, offered)
+		mechanism = sasl.mechanism_for(self.server, offered)
 
 		def attempt(token: str) -> None:
 			conversation = sasl.Conversation(
@@ -338,7 +336,7 @@ class SmtpSender:
 					server_text=words,
 					hint="This is on the server's side; try again later.",
 				)
-			raise sasl.Refused(f"{words} ({conversation.error})" if conversation.error else words)
+			raise conversation.refused(words)
 
 		sasl.login(source, attempt, server=self.server, login_name=account.login, mechanism=mechanism)
 		log.debug("%s: signed in as %s with %s", self.server, account.login, mechanism)
