@@ -25,6 +25,7 @@ from email_account_app.tests.utils import (
 	make_account,
 	make_mail,
 	needs_frappe,
+	no_pulls_queued,
 	purge,
 	repo_test_module,
 	start_dovecot,
@@ -56,11 +57,7 @@ class TestOAuthAccount(FrappeTestCase):
 		cls.addClassCleanup(cls.smtp.stop)
 		create_test_doctype()
 		cls.addClassCleanup(drop_test_doctype)
-		# these tests commit (Token Cache's update_data and v15's email queue do): no background job
-		# may be queued for an account that is gone when the test ends
-		patcher = patch("email_account_app.tasks.queue_pull")
-		patcher.start()
-		cls.addClassCleanup(patcher.stop)
+		no_pulls_queued(cls)
 		super().setUpClass()
 
 	def setUp(self):

@@ -22,6 +22,7 @@ from email_account_app.tests.utils import (
 	make_account,
 	make_mail,
 	needs_frappe,
+	no_pulls_queued,
 	purge,
 	start_dovecot,
 	start_smtp,
@@ -50,11 +51,7 @@ class TestSend(FrappeTestCase):
 		cls.addClassCleanup(cls.dovecot.cleanup)
 		create_test_doctype()
 		cls.addClassCleanup(drop_test_doctype)
-		# these tests commit (v15's email queue does as it sends): no background job may be
-		# queued for an account that is gone when the test ends
-		patcher = patch("email_account_app.tasks.queue_pull")
-		patcher.start()
-		cls.addClassCleanup(patcher.stop)
+		no_pulls_queued(cls)
 		super().setUpClass()
 
 	def setUp(self):

@@ -135,6 +135,17 @@ def drop_test_doctype() -> None:
 	frappe.db.commit()
 
 
+def no_pulls_queued(cls) -> None:
+	"""For a test class whose tests commit (Token Cache's update_data does, and v15's email queue
+	as it sends): saving an account queues no background pull, which would run for an account that
+	is gone when the test ends."""
+	from unittest.mock import patch
+
+	patcher = patch("email_account_app.tasks.queue_pull")
+	patcher.start()
+	cls.addClassCleanup(patcher.stop)
+
+
 def make_account(name: str, *, check_connection: bool = True, **values):
 	"""Core's Email Account (inserted, so its connection is checked; the test's transaction rolls it
 	back). An IMAP account gets an INBOX row in IMAP Folder (core requires one) that takes
