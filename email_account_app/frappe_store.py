@@ -423,11 +423,18 @@ class FrappeStore:
 		"participants",
 	)
 
-	def _ledger(self, where: str, values: Mapping[str, Any], order_by: str, limit: int | None = None) -> list:
-		"""Ledger rows with the fields a CommunicationRef needs, by a plain query (routing asks
-		several times per message; ``frappe.get_all``'s filter parsing would cost more than the
-		query)."""
-		fields = ", ".join(f"`{f}`" for f in self._REF_FIELDS)
+	def _ledger(
+		self,
+		where: str,
+		values: Mapping[str, Any],
+		order_by: str,
+		limit: int | None = None,
+		extra: Sequence[str] = (),
+	) -> list:
+		"""Ledger rows with the fields a CommunicationRef needs (and ``extra`` ones), by a plain
+		query (routing asks several times per message; ``frappe.get_all``'s filter parsing would
+		cost more than the query)."""
+		fields = ", ".join(f"`{f}`" for f in (*self._REF_FIELDS, *extra))
 		query = f"SELECT {fields} FROM `tab{MESSAGE}` WHERE {where} ORDER BY {order_by}"
 		if limit:
 			query += f" LIMIT {int(limit)}"
@@ -524,16 +531,11 @@ class FrappeStore:
 		return DocumentState(status or None, can_open="Open" in options)
 
 	def received_about(self, account: str, document: DocRef, limit: int = 50) -> list[CommunicationRef]:
-		rows = frappe.get_all(
-			MESSAGE,
-			filters={
-				"account": account,
-				"status": RECEIVED,
-				"reference_doctype": document.doctype,
-				"reference_name": document.name,
-			},
-			fields=list(self._REF_FIELDS),
-			order_by="date asc",
+		rows = self._ledger(
+			"account=%(account)s AND status=%(status)s AND reference_doctype=%(doctype)s"
+			" AND reference_name=%(name)s",
+			{"account": account, "status": RECEIVED, "doctype": document.doctype, "name": document.name},
+			"`date` ASC",
 			limit=limit,
 		)
 		return [self._ref(row) for row in rows]
@@ -559,16 +561,17 @@ class FrappeStore:
 	) -> list[WaitingMail]:
 		"""Automatic mail is stored with core's unread_notification_sent already set, so it is never
 		among these."""
-		rows = frappe.get_all(
-			MESSAGE,
-			filters={
+		rows = self._ledger(
+			"account=%(account)s AND status=%(status)s AND `date` BETWEEN %(after)s AND %(before)s"
+			" AND COALESCE(communication, '')!=''",
+			{
 				"account": account,
 				"status": RECEIVED,
-				"date": ("between", (to_db(received_after), to_db(received_before))),
-				"communication": ("is", "set"),
+				"after": to_db(received_after),
+				"before": to_db(received_before),
 			},
-			fields=[*self._REF_FIELDS, "date"],
-			order_by="date asc",
+			"`date` ASC",
+			extra=("date",),
 		)
 		if not rows:
 			return []
