@@ -88,9 +88,9 @@ def pull_now(name: str) -> str:
 
 	if not engine_serves(doc):
 		frappe.throw(_("Frappe's own code reads this account (Frappe Mail): it pulls every 10 minutes."))
-	from .connected_app import blocked, uses_oauth
+	from .connected_app import blocked
 
-	if uses_oauth(doc) and (words := blocked(doc)):
+	if words := blocked(doc):
 		frappe.throw(escape_html(words), title=_("Sign-in needed"))
 
 	queue_pull(name)

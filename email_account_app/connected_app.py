@@ -202,9 +202,12 @@ def authorised(doc: Any) -> bool:
 
 
 def blocked(doc: Any) -> str | None:
-	"""Why nothing may ask the provider for this account now, in plain words; None when it may.
-	Not authorised yet, or its sign-in refused for good and not authorised again since. Once it is
-	authorised again, its "Sign-in Needed Since" is cleared here."""
+	"""Why nothing may ask the provider for this OAuth account now, in plain words; None when it
+	may (and for an account that signs in with a password). Not authorised yet, or its sign-in
+	refused for good and not authorised again since. Once it is authorised again, its "Sign-in
+	Needed Since" is cleared here."""
+	if not uses_oauth(doc):
+		return None
 	if not authorised(doc):
 		return _("Email Account {0} signs in with OAuth but has not been authorised yet. {1}").format(
 			doc.get("name"), sign_in_hint(doc)

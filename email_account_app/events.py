@@ -32,7 +32,7 @@ import frappe
 from frappe import _
 
 from .accounts import ACCOUNT_DOCTYPE, account_settings, engine_serves
-from .connected_app import blocked, sign_in_lost, uses_oauth
+from .connected_app import blocked, sign_in_lost
 from .engine.errors import SignInRequired
 from .engine.outbox import answering, prepending, site_mail_thread
 from .engine.parsing import parse_message_id
@@ -55,7 +55,7 @@ def send_site_mail(email_queue, sender: str, recipient: str, message: bytes | st
 	if not engine_serves(doc):
 		_send_as_core(doc, email_queue, sender, recipient, raw)
 		return
-	if uses_oauth(doc) and (words := blocked(doc)):
+	if words := blocked(doc):
 		raise SignInRequired(words)
 	account = account_settings(doc)
 	headers = _HEADERS.parsebytes(raw)

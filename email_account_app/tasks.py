@@ -37,7 +37,7 @@ from .accounts import (
 	site_settings,
 	site_words,
 )
-from .connected_app import blocked, sign_in_lost, uses_oauth
+from .connected_app import blocked, sign_in_lost
 from .engine import jobs
 from .engine.errors import ConfigError, SignInRequired, TimeLimitReached
 from .engine.secrets import scrub
@@ -142,7 +142,7 @@ def _pull_account(account: str, *, store, doc, lock: PullLock, **engine_options)
 		doc = frappe.get_doc(ACCOUNT_DOCTYPE, account)
 	if not engine_serves(doc):
 		return None  # core's own receive() reads it (v16: Frappe Mail)
-	if uses_oauth(doc) and doc.enable_incoming and blocked(doc):
+	if doc.enable_incoming and blocked(doc):
 		return None  # not authorised (again) yet: the form and the connected user have been told
 	try:
 		settings = account_settings(doc)

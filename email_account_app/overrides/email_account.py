@@ -151,9 +151,9 @@ class EmailAccountEngine(Document):
 			return False
 		if not (self.enable_incoming or self.enable_outgoing):
 			return False
-		from email_account_app.connected_app import blocked, uses_oauth
+		from email_account_app.connected_app import blocked
 
-		if uses_oauth(self) and blocked(self):
+		if blocked(self):
 			return False  # authorised after saving (core's Authorize API Access), or again
 		if self.is_new() or self._password_given():
 			return True
